@@ -1,0 +1,1 @@
+"""Incident command center: run production incidents on PostgreSQL."""

@@ -1,0 +1,77 @@
+"""Who is asking: a bearer token (scripts) or a session cookie (browsers, with CSRF)."""
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.auth import service
+from app.auth.models import User
+from app.db import SessionDep
+from app.errors import NotAuthenticated, NotPermitted
+
+SESSION_COOKIE = "icc_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    csrf_token: str | None  # None for bearer tokens, which a browser never sends on its own
+
+
+async def _identify(request: Request, session: SessionDep) -> Principal | None:
+    if hasattr(request.state, "principal"):
+        return request.state.principal
+    principal = None
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("bearer "):
+        user = await service.resolve_api_token(session, token=authorization[7:].strip())
+        if user is None:
+            raise NotAuthenticated("The API token is not valid or was revoked.")
+        principal = Principal(user=user, csrf_token=None)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        found = await service.resolve_session(session, token=cookie)
+        if found is not None:
+            user, auth_session = found
+            principal = Principal(user=user, csrf_token=auth_session.csrf_token)
+    request.state.principal = principal
+    return principal
+
+
+async def _check_csrf(request: Request, principal: Principal) -> None:
+    if request.method in SAFE_METHODS or principal.csrf_token is None:
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        sent = (await request.form()).get(CSRF_FIELD)
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, principal.csrf_token):
+        raise NotPermitted(
+            "This form is out of date (its security token does not match). Reload the page and try again."
+        )
+
+
+async def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+    return await _identify(request, session)
+
+
+async def current_user(request: Request, session: SessionDep) -> User:
+    """The signed-in user; unsafe requests from a browser must carry the CSRF token."""
+    principal = await _identify(request, session)
+    if principal is None:
+        raise NotAuthenticated(
+            "Sign in first."
+            if not request.cookies.get(SESSION_COOKIE)
+            else "Your session has ended; sign in again."
+        )
+    await _check_csrf(request, principal)
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -1,0 +1,163 @@
+"""`icc`: the one entry point. serve | migrate | user create | token create | seed."""
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from app.config import ConfigError, get_policy, get_settings
+
+app = typer.Typer(help="Incident command center", no_args_is_help=True, add_completion=False)
+user_app = typer.Typer(help="Manage users", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+T = TypeVar("T")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"icc: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _database_url(*, embedded: bool) -> str:
+    """ICC_DATABASE_URL when set; otherwise (if allowed) the embedded server in ICC_DATA_DIR."""
+    settings = get_settings()
+    if settings.database_url:
+        return settings.database_url
+    if not embedded:
+        _fail("ICC_DATABASE_URL is not set")
+    from app.db import start_embedded_postgres
+
+    typer.echo(f"Starting the embedded PostgreSQL in {settings.data_dir / 'pgdata'} ...")
+    url = start_embedded_postgres(settings.data_dir)
+    os.environ["ICC_DATABASE_URL"] = url  # server workers are new processes: they read it here
+    get_settings.cache_clear()
+    return url
+
+
+def _run(url: str, work: Callable[..., Awaitable[T]]) -> T:
+    from app.db import make_engine, make_sessionmaker
+
+    async def main() -> T:
+        engine = make_engine(url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from app.migrate import upgrade_to_head
+
+    upgrade_to_head(_database_url(embedded=True))
+    typer.echo("Migrations applied.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes")] = 1,
+    demo: Annotated[bool, typer.Option(help="Load demo users and incidents on first start")] = False,
+) -> None:
+    """Serve the web app. Without ICC_DATABASE_URL, an embedded PostgreSQL is started and
+    migrated first; with it, run `icc migrate` before serving."""
+    import uvicorn
+
+    embedded = get_settings().database_url is None
+    url = _database_url(embedded=True)
+    if embedded:
+        from app.migrate import upgrade_to_head
+
+        upgrade_to_head(url)
+    if demo:
+        from app.demo import DEMO_LOGINS, load_demo
+
+        created = _run(url, load_demo)
+        typer.echo("Demo data loaded." if created else "Demo data already present.")
+        for email, password, role in DEMO_LOGINS:
+            typer.echo(f"  sign in as {email} / {password} ({role})")
+    typer.secho(f"Incident command center on http://{host}:{port}  (Ctrl-C stops)", bold=True)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@app.command()
+def seed(demo: Annotated[bool, typer.Option(help="Demo users and incidents")] = True) -> None:
+    """Load the demo data (once: does nothing if the demo users exist)."""
+    from app.demo import load_demo
+
+    if not demo:
+        _fail("nothing to seed: pass --demo")
+    created = _run(_database_url(embedded=True), load_demo)
+    typer.echo("Demo data loaded." if created else "Demo data already present.")
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Sign-in email")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    role: Annotated[str, typer.Option(help="admin, responder or viewer")] = "responder",
+    password: Annotated[str | None, typer.Option(help="Omit to be asked (or for API-only users)")] = None,
+) -> None:
+    """Create a user."""
+    from app.auth import service
+    from app.errors import DomainError
+
+    if password is None and sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def work(session):
+        return await service.create_user(session, email=email, name=name, role=role, password=password)
+
+    try:
+        user = _run(_database_url(embedded=True), work)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"Created {user.role} {user.email}.")
+
+
+@token_app.command("create")
+def token_create(
+    email: Annotated[str, typer.Option(help="Whose token")],
+    name: Annotated[str, typer.Option(help="What the token is for")] = "cli",
+) -> None:
+    """Create an API token and print it (it is shown only this once)."""
+    from app.auth import service
+    from app.errors import DomainError
+
+    async def work(session):
+        return await service.create_api_token(session, email=email, name=name)
+
+    try:
+        token = _run(_database_url(embedded=True), work)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(token)
+
+
+def main() -> None:
+    try:
+        get_settings()
+        get_policy()
+        app()
+    except ConfigError as exc:
+        typer.secho(f"icc: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Incidents: severities, status, roles, the triage checklist, the timeline and SLA timers."""

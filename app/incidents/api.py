@@ -1,0 +1,198 @@
+"""The incident JSON API under /api/v1. Thin: every rule is in the service."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.auth.deps import CurrentUser
+from app.db import SessionDep
+from app.incidents import service
+from app.incidents.schemas import (
+    ChecklistIn,
+    DeclareIn,
+    IncidentOut,
+    IncidentPage,
+    IncidentSummaryOut,
+    PersonOut,
+    RedactIn,
+    RevisionOut,
+    RoleIn,
+    SeverityIn,
+    SeverityOut,
+    StatusIn,
+    TimelineEditIn,
+    TimelineEntryOut,
+    TimelineHistoryOut,
+    TimelineIn,
+    TimelinePage,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["incidents"])
+
+
+async def _detail(session: SessionDep, ref: str) -> IncidentOut:
+    return IncidentOut.of(await service.get_incident_detail(session, ref=ref))
+
+
+@router.get("/severities", response_model=list[SeverityOut])
+async def list_severities(user: CurrentUser) -> list[SeverityOut]:
+    """The severity policy in force: SLAs and update cadence per severity."""
+    return [SeverityOut.of(s) for s in service.severities()]
+
+
+@router.post("/incidents", status_code=201, response_model=IncidentOut)
+async def declare(body: DeclareIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    """Declare an incident. It starts in triage with its SLA timers running."""
+    incident = await service.declare_incident(
+        session,
+        actor=user,
+        title=body.title,
+        severity=body.severity,
+        summary=body.summary,
+        services=body.services,
+    )
+    return await _detail(session, incident.ref)
+
+
+@router.get("/incidents", response_model=IncidentPage)
+async def list_incidents(
+    session: SessionDep,
+    user: CurrentUser,
+    status: str | None = None,
+    severity: str | None = None,
+    active: bool | None = None,
+    service_name: Annotated[str | None, Query(alias="service")] = None,
+    q: str | None = None,
+    cursor: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> IncidentPage:
+    """Incidents, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    rows, next_cursor = await service.list_incidents(
+        session,
+        status=status,
+        severity=severity,
+        active=active,
+        service=service_name,
+        q=q,
+        cursor=cursor,
+        limit=limit,
+    )
+    return IncidentPage(items=[IncidentSummaryOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/incidents/{ref}", response_model=IncidentOut)
+async def get_incident(ref: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    return await _detail(session, ref)
+
+
+@router.post("/incidents/{ref}/acknowledge", response_model=IncidentOut)
+async def acknowledge(ref: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    await service.acknowledge_incident(session, actor=user, ref=ref)
+    return await _detail(session, ref)
+
+
+@router.post("/incidents/{ref}/severity", response_model=IncidentOut)
+async def change_severity(ref: str, body: SeverityIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    await service.change_severity(session, actor=user, ref=ref, severity=body.severity, reason=body.reason)
+    return await _detail(session, ref)
+
+
+@router.post("/incidents/{ref}/status", response_model=IncidentOut)
+async def change_status(ref: str, body: StatusIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    await service.change_status(session, actor=user, ref=ref, status=body.status, reason=body.reason)
+    return await _detail(session, ref)
+
+
+@router.post("/incidents/{ref}/roles/sme", response_model=IncidentOut)
+async def add_sme(ref: str, body: RoleIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    await service.assign_role(session, actor=user, ref=ref, role="sme", email=body.email)
+    return await _detail(session, ref)
+
+
+@router.delete("/incidents/{ref}/roles/sme/{email}", response_model=IncidentOut)
+async def remove_sme(ref: str, email: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    await service.clear_role(session, actor=user, ref=ref, role="sme", email=email)
+    return await _detail(session, ref)
+
+
+@router.put("/incidents/{ref}/roles/{role}", response_model=IncidentOut)
+async def assign_role(
+    ref: str, role: str, body: RoleIn, session: SessionDep, user: CurrentUser
+) -> IncidentOut:
+    """Assign a single-holder role; if someone holds it, this is a handover."""
+    await service.assign_role(session, actor=user, ref=ref, role=role, email=body.email)
+    return await _detail(session, ref)
+
+
+@router.delete("/incidents/{ref}/roles/{role}", response_model=IncidentOut)
+async def clear_role(ref: str, role: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+    await service.clear_role(session, actor=user, ref=ref, role=role)
+    return await _detail(session, ref)
+
+
+@router.post("/incidents/{ref}/checklist/{key}", response_model=IncidentOut)
+async def set_checklist(
+    ref: str, key: str, body: ChecklistIn, session: SessionDep, user: CurrentUser
+) -> IncidentOut:
+    await service.set_checklist_item(session, actor=user, ref=ref, key=key, done=body.done)
+    return await _detail(session, ref)
+
+
+@router.post("/incidents/{ref}/timeline", status_code=201, response_model=TimelineEntryOut)
+async def add_entry(ref: str, body: TimelineIn, session: SessionDep, user: CurrentUser) -> TimelineEntryOut:
+    """Log a note, decision or action; `occurred_at` back-dates it."""
+    entry = await service.add_timeline_entry(
+        session,
+        actor=user,
+        ref=ref,
+        kind=body.kind,
+        body=body.body,
+        occurred_at=body.occurred_at,
+        client_key=body.client_key,
+    )
+    return TimelineEntryOut.of(entry)
+
+
+@router.get("/incidents/{ref}/timeline", response_model=TimelinePage)
+async def list_entries(
+    ref: str, session: SessionDep, user: CurrentUser, after: int | None = None
+) -> TimelinePage:
+    """The timeline in the order things happened; `after` (an entry id) returns newer records."""
+    entries, next_cursor = await service.list_timeline(session, ref=ref, after=after)
+    return TimelinePage(items=[TimelineEntryOut.of(e) for e in entries], next_cursor=next_cursor)
+
+
+@router.patch("/timeline/{entry_id}", response_model=TimelineEntryOut)
+async def edit_entry(
+    entry_id: int, body: TimelineEditIn, session: SessionDep, user: CurrentUser
+) -> TimelineEntryOut:
+    """Correct an entry: returns the new revision; earlier ones stay in its history."""
+    return TimelineEntryOut.of(
+        await service.edit_timeline_entry(session, actor=user, entry_id=entry_id, body=body.body)
+    )
+
+
+@router.post("/timeline/{entry_id}/redact", response_model=TimelineEntryOut)
+async def redact_entry(
+    entry_id: int, body: RedactIn, session: SessionDep, user: CurrentUser
+) -> TimelineEntryOut:
+    return TimelineEntryOut.of(
+        await service.redact_timeline_entry(session, actor=user, entry_id=entry_id, reason=body.reason)
+    )
+
+
+@router.get("/timeline/{entry_id}/history", response_model=TimelineHistoryOut)
+async def entry_history(entry_id: int, session: SessionDep, user: CurrentUser) -> TimelineHistoryOut:
+    entry, revisions = await service.get_timeline_entry(session, entry_id=entry_id)
+    return TimelineHistoryOut(
+        entry=TimelineEntryOut.of(entry),
+        revisions=[
+            RevisionOut(
+                revision=r.revision,
+                body=r.body,
+                edited_by=PersonOut(email=r.edited_by.email, name=r.edited_by.name),
+                edited_at=r.edited_at,
+            )
+            for r in revisions
+        ],
+    )

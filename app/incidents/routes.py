@@ -1,0 +1,293 @@
+"""Incident pages. Thin: parse the form, call the service, render the page or its blocks."""
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import Response
+
+from app import clock
+from app.auth import service as accounts
+from app.auth.deps import CurrentUser
+from app.db import SessionDep
+from app.errors import DomainError, InvalidInput
+from app.incidents import service
+from app.incidents.entry_input import parse_entry
+from app.incidents.models import ENTRY_KINDS_WRITTEN, SINGLE_ROLES, STATUSES
+from app.web import render, see_other, wants_fragment
+
+router = APIRouter(include_in_schema=False)
+
+Text = Annotated[str, Form(max_length=100_000)]
+OptionalText = Annotated[str, Form(max_length=100_000)]
+PAGE = "incidents/page.html"
+
+
+async def _incident_page(
+    request: Request,
+    session: SessionDep,
+    ref: str,
+    *,
+    blocks: list[str] | None = None,
+    draft: dict[str, str] | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    detail = await service.get_incident_detail(session, ref=ref)
+    entries, _ = await service.list_timeline(session, ref=ref)
+    context = {
+        "d": detail,
+        "i": detail.incident,
+        "entries": entries,
+        "people": await accounts.list_active_users(session),
+        "severities": service.severities(),
+        "moves": service.allowed_moves(detail.incident.status),
+        "statuses": STATUSES,
+        "status_labels": service.STATUS_LABELS,
+        "single_roles": SINGLE_ROLES,
+        "role_labels": service.ROLE_LABELS,
+        "kinds": ENTRY_KINDS_WRITTEN,
+        "draft": draft or {},
+        "entry_error": error,
+        "client_key": secrets.token_urlsafe(16),
+        "oob": blocks is not None and "state" in blocks,
+        "now": clock.now(),
+    }
+    return render(request, PAGE, context, blocks=blocks, status_code=status_code)
+
+
+async def _after_change(request: Request, session: SessionDep, ref: str) -> Response:
+    """HTMX gets the changed parts of the page; a plain form post gets a 303 back to it."""
+    if wants_fragment(request):
+        return await _incident_page(request, session, ref, blocks=["state", "timeline"])
+    return see_other(f"/incidents/{ref}")
+
+
+@router.get("/")
+async def home() -> Response:
+    return see_other("/incidents")
+
+
+@router.get("/incidents")
+async def incident_list(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    status: str | None = None,
+    severity: str | None = None,
+    service_filter: Annotated[str | None, Query(alias="service")] = None,
+    q: str | None = None,
+) -> Response:
+    board = await service.incident_board(
+        session, status=status or None, severity=severity or None, service=service_filter or None, q=q
+    )
+    context = {
+        "board": board,
+        "severities": service.severities(),
+        "statuses": STATUSES,
+        "status_labels": service.STATUS_LABELS,
+        "filters": {
+            "status": status or "",
+            "severity": severity or "",
+            "service": service_filter or "",
+            "q": q or "",
+        },
+        "now": clock.now(),
+    }
+    return render(request, "incidents/list.html", context, blocks=["board"])
+
+
+def _declare_form(
+    request: Request, *, values: dict[str, str], error: DomainError | None = None, status_code: int = 200
+) -> Response:
+    context = {
+        "severities": service.severities(),
+        "values": values,
+        "error": error,
+        "client_key": values.get("client_key") or secrets.token_urlsafe(16),
+    }
+    return render(request, "incidents/new.html", context, status_code=status_code)
+
+
+@router.get("/incidents/new")
+async def declare_form(request: Request, user: CurrentUser) -> Response:
+    return _declare_form(request, values={"severity": "SEV2"})
+
+
+@router.post("/incidents")
+async def declare(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    title: Text = "",
+    severity: Text = "",
+    summary: OptionalText = "",
+    services: OptionalText = "",
+    client_key: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    values = {
+        "title": title,
+        "severity": severity,
+        "summary": summary,
+        "services": services,
+        "client_key": client_key,
+    }
+    try:
+        incident = await service.declare_incident(
+            session,
+            actor=user,
+            title=title,
+            severity=severity,
+            summary=summary,
+            services=services,
+            client_key=client_key or None,
+        )
+    except DomainError as exc:
+        return _declare_form(request, values=values, error=exc, status_code=exc.status_code)
+    return see_other(f"/incidents/{incident.ref}")
+
+
+@router.get("/incidents/{ref}")
+async def incident_page(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
+    blocks = ["state", "timeline"] if wants_fragment(request) else None
+    return await _incident_page(request, session, ref, blocks=blocks)
+
+
+@router.post("/incidents/{ref}/acknowledge")
+async def acknowledge(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
+    await service.acknowledge_incident(session, actor=user, ref=ref)
+    return await _after_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/severity")
+async def change_severity(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    severity: Text = "",
+    reason: Text = "",
+) -> Response:
+    await service.change_severity(session, actor=user, ref=ref, severity=severity, reason=reason)
+    return await _after_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/status")
+async def change_status(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    status: Text = "",
+    reason: OptionalText = "",
+) -> Response:
+    await service.change_status(session, actor=user, ref=ref, status=status, reason=reason)
+    return await _after_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/roles/{role}")
+async def assign_role(
+    request: Request, session: SessionDep, user: CurrentUser, ref: str, role: str, email: Text = ""
+) -> Response:
+    await service.assign_role(session, actor=user, ref=ref, role=role, email=email)
+    return await _after_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/roles/{role}/clear")
+async def clear_role(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    role: str,
+    email: OptionalText = "",
+) -> Response:
+    await service.clear_role(session, actor=user, ref=ref, role=role, email=email or None)
+    return await _after_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/checklist/{key}")
+async def tick_checklist(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    key: str,
+    done: Annotated[str, Form(max_length=5)] = "",
+) -> Response:
+    if done not in ("0", "1"):
+        raise InvalidInput("done must be 1 or 0.", field="done")
+    await service.set_checklist_item(session, actor=user, ref=ref, key=key, done=done == "1")
+    return await _after_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/timeline")
+async def add_entry(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    body: OptionalText = "",
+    kind: Annotated[str, Form(max_length=16)] = "note",
+    at: Annotated[str, Form(max_length=16)] = "",
+    tz: Annotated[str, Form(max_length=64)] = "",
+    client_key: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    draft = {"body": body, "kind": kind, "at": at}
+    try:
+        parsed_kind, text, occurred_at = parse_entry(body, kind=kind, at=at, tz=tz, now=clock.now())
+        await service.add_timeline_entry(
+            session,
+            actor=user,
+            ref=ref,
+            kind=parsed_kind,
+            body=text,
+            occurred_at=occurred_at,
+            client_key=client_key or None,
+        )
+    except DomainError as exc:
+        if wants_fragment(request):
+            # The box keeps what the scribe typed: only the message beside it changes.
+            return render(
+                request,
+                "_flash.html",
+                {"message": exc.message, "level": "error"},
+                status_code=exc.status_code,
+                headers={"HX-Retarget": "#entry-error", "HX-Reswap": "innerHTML"},
+            )
+        return await _incident_page(
+            request, session, ref, draft=draft, error=exc.message, status_code=exc.status_code
+        )
+    if wants_fragment(request):
+        return await _incident_page(request, session, ref, blocks=["timeline"])
+    return see_other(f"/incidents/{ref}#entry")
+
+
+@router.get("/timeline/{entry_id}")
+async def entry_history(request: Request, session: SessionDep, user: CurrentUser, entry_id: int) -> Response:
+    entry, revisions = await service.get_timeline_entry(session, entry_id=entry_id)
+    ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
+    return render(
+        request,
+        "incidents/entry_history.html",
+        {"entry": entry, "revisions": revisions, "ref": ref},
+        blocks=["history"],
+    )
+
+
+@router.post("/timeline/{entry_id}/edit")
+async def edit_entry(
+    request: Request, session: SessionDep, user: CurrentUser, entry_id: int, body: Text = ""
+) -> Response:
+    await service.edit_timeline_entry(session, actor=user, entry_id=entry_id, body=body)
+    ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
+    return await _after_change(request, session, ref)
+
+
+@router.post("/timeline/{entry_id}/redact")
+async def redact_entry(
+    request: Request, session: SessionDep, user: CurrentUser, entry_id: int, reason: Text = ""
+) -> Response:
+    await service.redact_timeline_entry(session, actor=user, entry_id=entry_id, reason=reason)
+    ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
+    return await _after_change(request, session, ref)

@@ -1,0 +1,256 @@
+"""JSON shapes of the incident API. Rules are checked by the service, not here."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.auth.models import User
+from app.config import SeverityPolicy
+from app.incidents.models import TimelineEntry
+from app.incidents.service import IncidentDetail, IncidentRow
+from app.incidents.timers import Timer
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeclareIn(Strict):
+    title: str
+    severity: str
+    summary: str | None = None
+    services: list[str] | None = None
+
+
+class SeverityIn(Strict):
+    severity: str
+    reason: str
+
+
+class StatusIn(Strict):
+    status: str
+    reason: str | None = None
+
+
+class RoleIn(Strict):
+    email: str
+
+
+class ChecklistIn(Strict):
+    done: bool
+
+
+class TimelineIn(Strict):
+    kind: str = "note"
+    body: str
+    occurred_at: datetime | None = None
+    client_key: str | None = Field(default=None, max_length=64)
+
+
+class TimelineEditIn(Strict):
+    body: str
+
+
+class RedactIn(Strict):
+    reason: str
+
+
+class SeverityOut(BaseModel):
+    key: str
+    label: str
+    description: str
+    ack_sla_seconds: int | None
+    ack_business_days: int | None
+    mitigation_sla_seconds: int | None
+    update_cadence_seconds: int | None
+
+    @classmethod
+    def of(cls, sev: SeverityPolicy) -> "SeverityOut":
+        def seconds(value):
+            return int(value.total_seconds()) if value else None
+
+        return cls(
+            key=sev.key,
+            label=sev.label,
+            description=sev.description,
+            ack_sla_seconds=sev.ack_business_days * 86400 if sev.ack_business_days else seconds(sev.ack_sla),
+            ack_business_days=sev.ack_business_days,
+            mitigation_sla_seconds=seconds(sev.mitigation_sla),
+            update_cadence_seconds=seconds(sev.update_cadence),
+        )
+
+
+class PersonOut(BaseModel):
+    email: str
+    name: str
+
+    @classmethod
+    def of(cls, user: User | None) -> "PersonOut | None":
+        return cls(email=user.email, name=user.name) if user else None
+
+
+class TimerOut(BaseModel):
+    due_at: datetime
+    state: str
+    met_at: datetime | None
+
+    @classmethod
+    def of(cls, timer: Timer | None) -> "TimerOut | None":
+        return cls(due_at=timer.due_at, state=timer.state, met_at=timer.met_at) if timer else None
+
+
+class TimersOut(BaseModel):
+    ack: TimerOut | None
+    mitigation: TimerOut | None
+    next_update: TimerOut | None
+
+
+class RolesOut(BaseModel):
+    incident_commander: PersonOut | None
+    comms_lead: PersonOut | None
+    tech_lead: PersonOut | None
+    scribe: PersonOut | None
+    sme: list[PersonOut]
+
+
+class ChecklistItemOut(BaseModel):
+    key: str
+    label: str
+    done: bool
+    done_by: PersonOut | None
+    done_at: datetime | None
+
+
+class IncidentOut(BaseModel):
+    ref: str
+    title: str
+    summary: str
+    severity: str
+    status: str
+    services: list[str]
+    declared_at: datetime
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    roles: RolesOut
+    timers: TimersOut
+    checklist: list[ChecklistItemOut]
+
+    @classmethod
+    def of(cls, detail: IncidentDetail) -> "IncidentOut":
+        i = detail.incident
+        return cls(
+            ref=i.ref,
+            title=i.title,
+            summary=i.summary,
+            severity=i.severity,
+            status=i.status,
+            services=i.services,
+            declared_at=i.declared_at,
+            acknowledged_at=i.acknowledged_at,
+            mitigated_at=i.mitigated_at,
+            resolved_at=i.resolved_at,
+            roles=RolesOut(
+                **{role: PersonOut.of(user) for role, user in detail.roles.items()},
+                sme=[PersonOut(email=u.email, name=u.name) for u in detail.smes],
+            ),
+            timers=TimersOut(**{k: TimerOut.of(t) for k, t in detail.timers.items()}),
+            checklist=[
+                ChecklistItemOut(
+                    key=c.key,
+                    label=c.label,
+                    done=c.done_at is not None,
+                    done_by=PersonOut.of(c.done_by),
+                    done_at=c.done_at,
+                )
+                for c in detail.checklist
+            ],
+        )
+
+
+class IncidentSummaryOut(BaseModel):
+    ref: str
+    title: str
+    severity: str
+    status: str
+    services: list[str]
+    declared_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    incident_commander: PersonOut | None
+    timers: TimersOut
+
+    @classmethod
+    def of(cls, row: IncidentRow) -> "IncidentSummaryOut":
+        i = row.incident
+        return cls(
+            ref=i.ref,
+            title=i.title,
+            severity=i.severity,
+            status=i.status,
+            services=i.services,
+            declared_at=i.declared_at,
+            acknowledged_at=i.acknowledged_at,
+            resolved_at=i.resolved_at,
+            incident_commander=PersonOut.of(row.commander),
+            timers=TimersOut(**{k: TimerOut.of(t) for k, t in row.timers.items()}),
+        )
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentSummaryOut]
+    next_cursor: int | None
+
+
+class RedactionOut(BaseModel):
+    by: PersonOut
+    at: datetime
+    reason: str
+
+
+class TimelineEntryOut(BaseModel):
+    id: int
+    kind: str
+    body: str | None
+    author: PersonOut
+    occurred_at: datetime
+    recorded_at: datetime
+    revision: int
+    redacted: RedactionOut | None
+
+    @classmethod
+    def of(cls, entry: TimelineEntry) -> "TimelineEntryOut":
+        redacted = None
+        if entry.redacted_at is not None and entry.redacted_by is not None:
+            redacted = RedactionOut(
+                by=PersonOut(email=entry.redacted_by.email, name=entry.redacted_by.name),
+                at=entry.redacted_at,
+                reason=entry.redaction_reason or "",
+            )
+        return cls(
+            id=entry.id,
+            kind=entry.kind,
+            body=None if redacted else entry.body,
+            author=PersonOut(email=entry.author.email, name=entry.author.name),
+            occurred_at=entry.occurred_at,
+            recorded_at=entry.recorded_at,
+            revision=entry.revision,
+            redacted=redacted,
+        )
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineEntryOut]
+    next_cursor: int | None
+
+
+class RevisionOut(BaseModel):
+    revision: int
+    body: str | None
+    edited_by: PersonOut
+    edited_at: datetime
+
+
+class TimelineHistoryOut(BaseModel):
+    entry: TimelineEntryOut
+    revisions: list[RevisionOut]

@@ -1,0 +1,77 @@
+"""create_app(): the FastAPI application with its routers, handlers and database."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth import routes as auth_routes
+from app.config import ConfigError, get_policy, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.incidents import api as incidents_api
+from app.incidents import routes as incidents_routes
+from app.web import EXCEPTION_HANDLERS, error_response
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class BodySizeLimit:
+    """Refuse a request body over 1 MiB before anything reads it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                response = error_response(
+                    Request(scope), 413, "The request is larger than 1 MiB.", "too_large"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(database_url: str | None = None) -> FastAPI:
+    settings = get_settings()
+    get_policy()  # a broken icc.toml stops start-up here, with its message
+    url = database_url or settings.database_url
+    if not url:
+        raise ConfigError("ICC_DATABASE_URL is not set (`icc serve` starts an embedded database)")
+    engine = make_engine(url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Incident command center",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    for exc_type, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(exc_type, handler)
+    app.add_middleware(BodySizeLimit)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(incidents_api.router)
+    app.include_router(auth_routes.router)
+    app.include_router(incidents_routes.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,22 @@
+"""Apply the Alembic migrations from code (used by `icc migrate`, `icc serve` and the tests)."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(toml_file=str(ROOT / "pyproject.toml"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade_to_head(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def downgrade_to_base(database_url: str) -> None:
+    command.downgrade(alembic_config(database_url), "base")

@@ -1,0 +1,155 @@
+"""The page side of the web layer: templates, page-or-fragment rendering, errors.
+
+One Jinja environment (autoescape on). A page template's blocks are its fragments: an HTMX
+request gets just the blocks it asks for, any other request gets the whole page.
+"""
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from jinja2_fragments.fastapi import Jinja2Blocks
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+
+from app.errors import DomainError, NotAuthenticated
+from app.markdown import render_markdown
+
+log = logging.getLogger("icc")
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
+
+
+def _utc_text(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+templates.env.filters["markdown"] = render_markdown
+templates.env.filters["utc"] = _utc_text
+templates.env.filters["iso"] = _iso
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def wants_fragment(request: Request) -> bool:
+    """An HTMX swap wants a fragment; a boosted request or a history restore wants the page."""
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and headers.get("HX-Boosted") != "true"
+        and headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    blocks: list[str] | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The whole page, or for an HTMX request only `blocks` of it."""
+    principal = getattr(request.state, "principal", None)
+    full_context = {
+        "request": request,
+        "user": principal.user if principal else None,
+        "csrf_token": principal.csrf_token if principal else "",
+        **(context or {}),
+    }
+    if blocks and wants_fragment(request):
+        response = templates.TemplateResponse(
+            request, template, full_context, block_names=blocks, status_code=status_code
+        )
+    else:
+        response = templates.TemplateResponse(request, template, full_context, status_code=status_code)
+    response.headers["Vary"] = "HX-Request"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def see_other(url: str) -> RedirectResponse:
+    """303 after an unsafe request, so a reload never posts twice."""
+    return RedirectResponse(url, status_code=303)
+
+
+def error_response(request: Request, status_code: int, message: str, code: str) -> Response:
+    """An error as JSON for the API, as a message in place for HTMX, else as a page."""
+    if is_api(request):
+        return JSONResponse({"detail": message, "code": code}, status_code=status_code)
+    if wants_fragment(request):
+        return render(
+            request,
+            "_flash.html",
+            {"message": message, "level": "error"},
+            status_code=status_code,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+        )
+    return render(request, "error.html", {"message": message, "status": status_code}, status_code=status_code)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, NotAuthenticated) and not is_api(request):
+        if wants_fragment(request):
+            return error_response(
+                request,
+                401,
+                "Your session has ended. Sign in again in a new tab; your text is kept here.",
+                exc.code,
+            )
+        if request.method == "GET":
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return error_response(request, exc.status_code, exc.message, exc.code)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts) or "The request is not valid."
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(request, 422, _describe_validation(exc), "invalid_input")
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "There is nothing at this address.", 405: "That method is not allowed here."}
+    message = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else None
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "error")
+    return error_response(request, exc.status_code, message or messages.get(exc.status_code, "Error."), code)
+
+
+async def handle_database_down(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable: %s", exc)
+    return error_response(
+        request, 503, "The database is not reachable right now. Try again in a moment.", "unavailable"
+    )
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: handle_domain_error,
+    RequestValidationError: handle_validation_error,
+    HTTPException: handle_http_error,
+    OperationalError: handle_database_down,
+    psycopg.OperationalError: handle_database_down,
+    ConnectionRefusedError: handle_database_down,
+}

@@ -1,0 +1,39 @@
+"""Alembic environment: the URL comes from the caller (app.migrate) or ICC_DATABASE_URL."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from app.auth import models as _auth_models  # noqa: F401 - registers the tables
+from app.config import get_settings
+from app.db import Base
+from app.incidents import models as _incident_models  # noqa: F401 - registers the tables
+
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = context.config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    if not url:
+        raise SystemExit("ICC_DATABASE_URL is not set")
+    return url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, compare_type=True, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(_url(), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
