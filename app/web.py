@@ -145,6 +145,14 @@ async def handle_database_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback; the user gets a message and loses nothing on the page."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        request, 500, "Something went wrong on our side. Nothing you typed was lost; try again.", "internal"
+    )
+
+
 EXCEPTION_HANDLERS = {
     DomainError: handle_domain_error,
     RequestValidationError: handle_validation_error,
@@ -152,4 +160,5 @@ EXCEPTION_HANDLERS = {
     OperationalError: handle_database_down,
     psycopg.OperationalError: handle_database_down,
     ConnectionRefusedError: handle_database_down,
+    Exception: handle_unexpected,
 }

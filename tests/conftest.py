@@ -17,13 +17,12 @@ os.environ["ICC_ENVIRONMENT"] = "test"
 os.environ["ICC_CONFIG"] = str(Path(__file__).parent / "no-such-icc.toml")
 os.environ.pop("ICC_DATABASE_URL", None)
 
-from app import clock  # noqa: E402
-from app.auth import service as accounts  # noqa: E402
-from app.auth.models import User  # noqa: E402
-from app.config import get_policy, get_settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.main import create_app  # noqa: E402
-from app.migrate import upgrade_to_head  # noqa: E402
+from app import clock
+from app.auth import service as accounts
+from app.auth.models import User
+from app.config import get_policy, get_settings
+from app.main import create_app
+from app.migrate import upgrade_to_head
 
 SERVER_URL = os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-battery"

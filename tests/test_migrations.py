@@ -32,9 +32,7 @@ def test_migrations_upgrade_from_empty_downgrade_to_base_and_upgrade_again():
         upgrade_to_head(url)
         downgrade_to_base(url)
         with psycopg.connect(_libpq(url)) as conn:
-            tables = conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            ).fetchall()
+            tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
         assert tables == [("alembic_version",)]
         upgrade_to_head(url)
         with psycopg.connect(_libpq(url)) as conn:

@@ -142,23 +142,27 @@ async def _incident_for_update(session: AsyncSession, ref: str) -> Incident:
 
 
 def compute_timers(incident: Incident, now: datetime) -> dict[str, timers.Timer | None]:
-    """The ack, mitigation and next-update timers of an incident at `now`."""
-    update_start = max(
-        t for t in (incident.declared_at, incident.severity_changed_at, incident.last_update_at) if t
-    )
+    """The ack, mitigation and next-update timers of an incident at `now`.
+
+    Resolving stops every timer: an incident resolved before anyone acknowledged it counts as
+    acknowledged at resolution.
+    """
+    restarted = incident.severity_changed_at
+    update_start = max(t for t in (incident.declared_at, restarted, incident.last_update_at) if t)
+    ack_met = incident.acknowledged_at or incident.resolved_at
     return {
         "ack": timers.make_timer(
             "ack",
             "Acknowledge",
-            incident.declared_at,
+            incident.declared_at if ack_met else restarted,
             incident.ack_due_at,
-            incident.acknowledged_at,
+            ack_met,
             now,
         ),
         "mitigation": timers.make_timer(
             "mitigation",
             "Mitigate",
-            incident.declared_at,
+            incident.declared_at if incident.mitigated_at else restarted,
             incident.mitigation_due_at,
             incident.mitigated_at,
             now,
@@ -257,7 +261,7 @@ async def _with_commanders(session: AsyncSession, incidents: Sequence[Incident])
                 RoleAssignment.ended_at.is_(None),
             )
         )
-        commanders = {incident_id: user for incident_id, user in rows.tuples()}
+        commanders = {incident_id: user for incident_id, user in rows}
     now = clock.now()
     return [IncidentRow(i, commanders.get(i.id), compute_timers(i, now)) for i in incidents]
 
@@ -316,7 +320,7 @@ async def incident_board(
         .group_by(Incident.severity)
     )
     counts = {sev.key: 0 for sev in severities()}
-    counts.update({severity: n for severity, n in counted.tuples()})
+    counts.update({severity: n for severity, n in counted})
     return Board(
         active=await _with_commanders(session, list(active)),
         resolved=await _with_commanders(session, list(resolved)),
@@ -403,7 +407,15 @@ async def declare_incident(
         client_key=client_key or None,
     )
     session.add(incident)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        # The same form submitted twice at once: the first one declared it.
+        await session.rollback()
+        existing = await session.scalar(select(Incident).where(Incident.client_key == client_key))
+        if existing is None or not client_key:
+            raise
+        return existing
     for position, (item_key, label) in enumerate(sev.checklist):
         session.add(ChecklistItem(incident_id=incident.id, key=item_key, label=label, position=position))
     affected = f" Affected: {', '.join(service_list)}." if service_list else ""
@@ -659,16 +671,11 @@ async def add_timeline_entry(
             raise InvalidInput("An entry cannot happen in the future.", field="occurred_at")
         if occurred_at < now - BACKDATE_LIMIT:
             raise InvalidInput("An entry can be back-dated by 30 days at most.", field="occurred_at")
-    if client_key:
-        existing = await session.scalar(
-            select(TimelineEntry)
-            .where(TimelineEntry.incident_id == incident.id, TimelineEntry.client_key == client_key)
-            .options(selectinload(TimelineEntry.author))
-        )
-        if existing is not None:
-            return existing
+    incident_id = incident.id
+    if client_key and (existing := await _entry_by_client_key(session, incident_id, client_key)):
+        return existing
     entry = TimelineEntry(
-        incident_id=incident.id,
+        incident_id=incident_id,
         kind=kind,
         body=body,
         author_id=actor.id,
@@ -681,13 +688,9 @@ async def add_timeline_entry(
     try:
         await session.flush()
     except IntegrityError:
-        # A concurrent double submit won the unique (incident, client_key) race.
+        # A concurrent double submit won the unique (incident, client_key) race: return its entry.
         await session.rollback()
-        existing = await session.scalar(
-            select(TimelineEntry)
-            .where(TimelineEntry.incident_id == incident.id, TimelineEntry.client_key == client_key)
-            .options(selectinload(TimelineEntry.author))
-        )
+        existing = await _entry_by_client_key(session, incident_id, client_key)
         if existing is None:
             raise
         return existing
@@ -695,8 +698,17 @@ async def add_timeline_entry(
         TimelineRevision(entry_id=entry.id, revision=1, body=body, edited_by_id=actor.id, edited_at=now)
     )
     await session.commit()
-    entry.author = actor
-    return entry
+    return await _entry_loaded(session, entry.id)
+
+
+async def _entry_by_client_key(
+    session: AsyncSession, incident_id: int, client_key: str | None
+) -> TimelineEntry | None:
+    return await session.scalar(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident_id, TimelineEntry.client_key == client_key)
+        .options(selectinload(TimelineEntry.author), selectinload(TimelineEntry.redacted_by))
+    )
 
 
 async def list_timeline(

@@ -46,14 +46,14 @@
       const start = Date.parse(el.dataset.start);
       if (el.dataset.met) {
         const met = Date.parse(el.dataset.met);
-        out.textContent = met <= due ? "met at " + localTime(new Date(met)) : "met " + clockText(met - due) + " late";
+        out.textContent = met <= due ? "met " + localTime(new Date(met)) : clockText(met - due) + " late";
         return;
       }
       const left = due - now;
       el.classList.toggle("state-breached", left <= 0);
       el.classList.toggle("state-running", left > 0);
       el.classList.toggle("amber", left > 0 && left <= (due - start) / 5);
-      out.textContent = left > 0 ? clockText(left) + " left" : "overdue by " + clockText(left);
+      out.textContent = left > 0 ? clockText(left) + " left" : "overdue " + clockText(left);
     });
   }
 
@@ -78,6 +78,8 @@
 
   document.addEventListener("htmx:afterSettle", (event) => {
     setUp(document);
+    const state = document.getElementById("incident-state");
+    if (state && state.dataset.title) document.title = state.dataset.title;
     if (event.target.id === "timeline") scrollTimeline();
   });
 
@@ -86,6 +88,10 @@
   document.addEventListener("keydown", (event) => {
     const box = document.getElementById("entry-body");
     if (!box) return;
+    if (event.target === box && event.key === "Escape") {
+      box.blur();
+      return;
+    }
     if (event.target === box && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       if (box.value.trim()) box.form.requestSubmit();
