@@ -62,8 +62,10 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "ICC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigError(f"{name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:
+            raise ConfigError(message) from None
+        raise ConfigError(f"ICC_{str(first['loc'][0]).upper()}: {message}") from None
 
 
 @dataclass(frozen=True)

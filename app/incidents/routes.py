@@ -111,6 +111,7 @@ def _declare_form(
 
 @router.get("/incidents/new")
 async def declare_form(request: Request, user: CurrentUser) -> Response:
+    service.require_responder(user)
     return _declare_form(request, values={"severity": "SEV2"})
 
 

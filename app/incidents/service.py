@@ -74,7 +74,8 @@ class IncidentDetail:
 # ---------------------------------------------------------------- validation helpers
 
 
-def _require_responder(actor: User) -> None:
+def require_responder(actor: User) -> None:
+    """Refuse viewers: they read incidents and change nothing."""
     if not actor.can_respond:
         raise NotPermitted("Viewers can read incidents but cannot change them.")
 
@@ -239,7 +240,7 @@ def _filtered(
     elif active is False:
         query = query.where(Incident.resolved_at.is_not(None))
     if service:
-        query = query.where(Incident.services.any(service.strip().lower()))
+        query = query.where(Incident.services.contains([service.strip().lower()]))
     if q and q.strip():
         pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
@@ -379,7 +380,7 @@ async def declare_incident(
     client_key: str | None = None,
 ) -> Incident:
     """Declare an incident in triage, with its reference, deadlines and checklist."""
-    _require_responder(actor)
+    require_responder(actor)
     policy = get_policy()
     title = _clean_text(title, field="title", label="Title", max_len=MAX_TITLE, required=True)
     key = _check_severity(policy, severity)
@@ -426,7 +427,7 @@ async def declare_incident(
 
 async def acknowledge_incident(session: AsyncSession, *, actor: User, ref: str) -> Incident:
     """Acknowledge: someone is on it. Stops the ack timer."""
-    _require_responder(actor)
+    require_responder(actor)
     incident = await _incident_for_update(session, ref)
     if incident.acknowledged_at is not None:
         raise Conflict(f"{ref} was already acknowledged.")
@@ -443,7 +444,7 @@ async def change_severity(
 ) -> Incident:
     """Move the severity up or down, with a reason. Timers still running restart under the
     new severity's SLA from this moment; timers already stopped keep their outcome."""
-    _require_responder(actor)
+    require_responder(actor)
     policy = get_policy()
     key = _check_severity(policy, severity)
     reason = _clean_text(reason, field="reason", label="A reason", max_len=MAX_REASON, required=True)
@@ -477,7 +478,7 @@ async def change_status(
     Only the assigned Incident Commander may resolve. Entering monitoring or resolved marks the
     incident mitigated; falling back to investigating or reopening clears that.
     """
-    _require_responder(actor)
+    require_responder(actor)
     if status not in STATUSES:
         raise InvalidInput(f"Unknown status {status!r}: choose one of {', '.join(STATUSES)}.", field="status")
     reason = _clean_text(reason, field="reason", label="Reason", max_len=MAX_REASON, required=False)
@@ -533,7 +534,7 @@ async def _user_by_email(session: AsyncSession, email: str) -> User:
 
 async def assign_role(session: AsyncSession, *, actor: User, ref: str, role: str, email: str) -> Incident:
     """Give a response role to a person; for a single-holder role this is a handover."""
-    _require_responder(actor)
+    require_responder(actor)
     if role not in ROLES:
         raise NotFound(f"No role {role!r}: roles are {', '.join(ROLES)}.")
     incident = await _incident_for_update(session, ref)
@@ -585,7 +586,7 @@ async def clear_role(
     session: AsyncSession, *, actor: User, ref: str, role: str, email: str | None = None
 ) -> Incident:
     """End a role assignment (for SMEs, name the person). History is kept."""
-    _require_responder(actor)
+    require_responder(actor)
     if role not in ROLES:
         raise NotFound(f"No role {role!r}: roles are {', '.join(ROLES)}.")
     incident = await _incident_for_update(session, ref)
@@ -621,7 +622,7 @@ async def set_checklist_item(
     session: AsyncSession, *, actor: User, ref: str, key: str, done: bool
 ) -> Incident:
     """Tick or untick a triage checklist item, recording who and when."""
-    _require_responder(actor)
+    require_responder(actor)
     incident = await _incident_for_update(session, ref)
     item = await session.scalar(
         select(ChecklistItem).where(ChecklistItem.incident_id == incident.id, ChecklistItem.key == key)
@@ -654,7 +655,7 @@ async def add_timeline_entry(
 ) -> TimelineEntry:
     """Log a note, decision or action; may be back-dated. A repeated client_key (a double
     submit) returns the entry already written instead of a second one."""
-    _require_responder(actor)
+    require_responder(actor)
     if kind not in ENTRY_KINDS_WRITTEN:
         raise InvalidInput(
             f"Unknown entry kind {kind!r}: choose one of {', '.join(ENTRY_KINDS_WRITTEN)}.", field="kind"
@@ -757,7 +758,7 @@ async def edit_timeline_entry(
     session: AsyncSession, *, actor: User, entry_id: int, body: str
 ) -> TimelineEntry:
     """Correct an entry: a new revision; every earlier one stays readable."""
-    _require_responder(actor)
+    require_responder(actor)
     body = _clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
     entry, _ = await _entry_for_change(session, entry_id)
     if entry.author_id != actor.id and actor.role != "admin":
@@ -780,7 +781,7 @@ async def redact_timeline_entry(
     session: AsyncSession, *, actor: User, entry_id: int, reason: str
 ) -> TimelineEntry:
     """Remove an entry's text (every revision of it), keeping who redacted it, when and why."""
-    _require_responder(actor)
+    require_responder(actor)
     reason = _clean_text(reason, field="reason", label="A reason", max_len=MAX_REASON, required=True)
     entry, incident = await _entry_for_change(session, entry_id)
     commander_id = await session.scalar(
