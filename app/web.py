@@ -97,7 +97,7 @@ def error_response(request: Request, status_code: int, message: str, code: str) 
             "_flash.html",
             {"message": message, "level": "error"},
             status_code=status_code,
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            headers={"HX-Retarget": "#icc-flash", "HX-Reswap": "innerHTML"},
         )
     return render(request, "error.html", {"message": message, "status": status_code}, status_code=status_code)
 

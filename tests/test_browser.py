@@ -149,14 +149,14 @@ def focus_is_on_body(page: Page) -> None:
 
 def log_with_keyboard(page: Page, text: str, *, shortcut: str = "n") -> None:
     """Focus the box with the shortcut, type, press Enter; wait for the entry to appear."""
-    box = page.locator("#entry-body")
+    box = page.locator("#icc-entry-body")
     page.keyboard.press(shortcut)
     expect(box).to_be_focused()
     expect(box).to_have_value("")  # the shortcut key itself is not typed into the box
     page.keyboard.type(text)
     page.keyboard.press("Enter")
     shown = text.removeprefix("/d ").removeprefix("/a ")
-    expect(page.locator("#timeline li.entry").last).to_contain_text(shown)
+    expect(page.locator("#icc-timeline li.entry").last).to_contain_text(shown)
     expect(box).to_have_value("")
     expect(box).to_be_focused()
 
@@ -193,7 +193,7 @@ def test_responder_runs_an_incident_from_the_keyboard(
     expect(head.locator(".stepper [aria-current=step]")).to_have_text("Triage")
     expect(page.locator(".side")).to_contain_text("checkout, payments-api")
     expect(page.locator("[data-timer]")).to_have_count(3)
-    expect(page.locator("#timeline")).to_contain_text("Declared SEV2: Checkout returns 502")
+    expect(page.locator("#icc-timeline")).to_contain_text("Declared SEV2: Checkout returns 502")
 
     page.get_by_role("button", name="Take IC").click()
     commander = page.locator(".role.ic dd")
@@ -209,7 +209,7 @@ def test_responder_runs_an_incident_from_the_keyboard(
     log_with_keyboard(page, "Error rate back under 1%", shortcut="/")
     assert page.evaluate("window.__sameDocument") == "still here", "the page reloaded"
 
-    entries = page.locator("#timeline li.entry")
+    entries = page.locator("#icc-timeline li.entry")
     decision = entries.filter(has_text="Keep payments-api in read-only mode")
     expect(decision).to_have_class("entry kind-decision")
     expect(decision.locator(".kind")).to_have_text("decision")
@@ -223,7 +223,7 @@ def test_responder_runs_an_incident_from_the_keyboard(
     severity_form.get_by_label("Reason").fill("Payments failing for all EU customers")
     severity_form.get_by_role("button", name="Change severity").click()
     expect(head.locator(".sev.big")).to_have_text("SEV1")
-    expect(page.locator("#timeline")).to_contain_text(
+    expect(page.locator("#icc-timeline")).to_contain_text(
         "Raised severity SEV2 → SEV1: Payments failing for all EU customers"
     )
     assert page.evaluate("window.__sameDocument") == "still here"
@@ -235,7 +235,7 @@ def test_responder_runs_an_incident_from_the_keyboard(
 
     page.get_by_role("button", name="Resolve", exact=True).click()
     expect(head.locator(".stepper [aria-current=step]")).to_have_text("Resolved")
-    expect(page.locator("#timeline")).to_contain_text("Status: Triage → Resolved.")
+    expect(page.locator("#icc-timeline")).to_contain_text("Status: Triage → Resolved.")
     expect(page.get_by_role("button", name="Reopen")).to_be_visible()
     page.screenshot(path=browser_output_dir / "incident-page-resolved-wide.png", full_page=True)
 
@@ -267,12 +267,12 @@ def test_viewer_sees_the_incident_but_no_write_controls(
 
     expect(page.locator(".incident-head h1")).to_have_text("Search is slow")
     expect(page.locator(".incident-head .sev.big")).to_have_text("SEV2")
-    expect(page.locator("#timeline")).to_contain_text("p99 latency at 4 s on search-api")
+    expect(page.locator("#icc-timeline")).to_contain_text("p99 latency at 4 s on search-api")
     timers = page.locator("section.timers [data-timer]")
     expect(timers).to_have_count(3)
     expect(timers.first).to_contain_text("left")  # counting down, not a static placeholder
 
-    expect(page.locator("#entry-body")).to_have_count(0)
+    expect(page.locator("#icc-entry-body")).to_have_count(0)
     expect(page.locator("textarea")).to_have_count(0)
     for name in ("Acknowledge", "Resolve", "Take", "Take IC", "Change severity", "Declare incident"):
         expect(page.get_by_role("button", name=name)).to_have_count(0)
@@ -294,8 +294,8 @@ def test_typed_entry_survives_a_refused_post(
     page = open_page(browser, live_server)
     sign_in(page, responder)
     page.goto(f"/incidents/{declared}")
-    box = page.locator("#entry-body")
-    error = page.locator("#entry-error")
+    box = page.locator("#icc-entry-body")
+    error = page.locator("#icc-entry-error")
     page.evaluate("window.__sameDocument = 'still here'")
 
     # An impossible back-dating time, typed as a scribe would.
@@ -318,7 +318,7 @@ def test_typed_entry_survives_a_refused_post(
     expect(box).to_be_focused()
 
     # Nothing was written.
-    expect(page.locator("#timeline li.entry")).to_have_count(2)  # declared + the note
+    expect(page.locator("#icc-timeline li.entry")).to_have_count(2)  # declared + the note
     assert [e["body"] for e in timeline_of(page, live_server, declared)] == [
         "Declared SEV2: Search is slow. Affected: search.",
         "p99 latency at 4 s on search-api",
@@ -333,8 +333,8 @@ def test_corrected_entry_posts_and_clears_the_message(
     page = open_page(browser, live_server)
     sign_in(page, responder)
     page.goto(f"/incidents/{declared}")
-    box = page.locator("#entry-body")
-    error = page.locator("#entry-error")
+    box = page.locator("#icc-entry-body")
+    error = page.locator("#icc-entry-error")
     focus_is_on_body(page)
     page.keyboard.press("n")
     page.keyboard.type("@25:99 failover to the standby database")
@@ -343,7 +343,7 @@ def test_corrected_entry_posts_and_clears_the_message(
 
     box.fill("Failover to the standby database at 14:02")
     box.press("Enter")
-    expect(page.locator("#timeline li.entry").last).to_contain_text("Failover to the standby database")
+    expect(page.locator("#icc-timeline li.entry").last).to_contain_text("Failover to the standby database")
     expect(error).to_be_empty()
     expect(box).to_have_value("")
     expect(box).to_be_focused()

@@ -86,7 +86,7 @@ async def test_htmx_requests_carry_the_csrf_token_in_a_header(client, session, r
         f"/incidents/{incident.ref}/acknowledge", headers={"HX-Request": "true", "X-CSRF-Token": csrf}
     )
     assert response.status_code == 200
-    assert 'id="incident-state"' in response.text
+    assert 'id="icc-state"' in response.text
     assert "<html" not in response.text  # a fragment, not the page
     assert 'hx-swap-oob="true"' in response.text  # the timeline comes along
     assert "Acknowledged by Rita Responder." in response.text
@@ -105,16 +105,16 @@ async def test_one_url_serves_the_page_or_its_fragment(client, session, responde
     incident = await declared(session, responder)
     page = await client.get(f"/incidents/{incident.ref}")
     assert page.headers["vary"] == "HX-Request"
-    assert "<html" in page.text and 'id="entry-body"' in page.text
+    assert "<html" in page.text and 'id="icc-entry-body"' in page.text
     fragment = await client.get(f"/incidents/{incident.ref}", headers={"HX-Request": "true"})
     assert "<html" not in fragment.text
-    assert 'id="incident-state"' in fragment.text
+    assert 'id="icc-state"' in fragment.text
     boosted = await client.get(
         f"/incidents/{incident.ref}", headers={"HX-Request": "true", "HX-Boosted": "true"}
     )
     assert "<html" in boosted.text
     listing = await client.get("/incidents", headers={"HX-Request": "true"})
-    assert '<div id="board">' in listing.text and "<html" not in listing.text
+    assert '<div id="icc-board">' in listing.text and "<html" not in listing.text
 
 
 async def test_the_incident_page_shows_severity_status_roles_timers_checklist_and_timeline(
@@ -145,7 +145,7 @@ async def test_a_viewer_sees_the_incident_without_any_write_control(client, sess
     page = (await client.get(f"/incidents/{incident.ref}")).text
     assert "Checkout returns 502" in page
     assert "hx-post" not in page
-    assert 'id="entry-body"' not in page
+    assert 'id="icc-entry-body"' not in page
     assert "Declare incident" not in page
     new = await client.get("/incidents/new")
     assert new.status_code == 403
@@ -208,7 +208,7 @@ async def test_a_refused_htmx_entry_only_replaces_the_message_beside_the_box(cli
         headers={"HX-Request": "true", "X-CSRF-Token": csrf},
     )
     assert response.status_code == 422
-    assert response.headers["HX-Retarget"] == "#entry-error"
+    assert response.headers["HX-Retarget"] == "#icc-entry-error"
     assert "The entry is required." in response.text
 
 
@@ -222,7 +222,7 @@ async def test_an_htmx_request_after_the_session_ended_keeps_the_page_and_says_s
         headers={"HX-Request": "true", "X-CSRF-Token": "whatever"},
     )
     assert response.status_code == 401
-    assert response.headers["HX-Retarget"] == "#flash"
+    assert response.headers["HX-Retarget"] == "#icc-flash"
     assert "your text is kept here" in response.text
 
 
@@ -235,7 +235,7 @@ async def test_an_entry_posted_with_htmx_returns_the_timeline_with_it(client, se
         headers={"HX-Request": "true", "X-CSRF-Token": csrf},
     )
     assert response.status_code == 200
-    assert response.text.lstrip().startswith('<ol id="timeline"')
+    assert response.text.lstrip().startswith('<ol id="icc-timeline"')
     assert "kind-decision" in response.text
     assert "Roll back <strong>now</strong>" in response.text
 

@@ -254,14 +254,14 @@ async def add_entry(
                 "_flash.html",
                 {"message": exc.message, "level": "error"},
                 status_code=exc.status_code,
-                headers={"HX-Retarget": "#entry-error", "HX-Reswap": "innerHTML"},
+                headers={"HX-Retarget": "#icc-entry-error", "HX-Reswap": "innerHTML"},
             )
         return await _incident_page(
             request, session, ref, draft=draft, error=exc.message, status_code=exc.status_code
         )
     if wants_fragment(request):
         return await _incident_page(request, session, ref, blocks=["timeline"])
-    return see_other(f"/incidents/{ref}#entry")
+    return see_other(f"/incidents/{ref}#icc-entry")
 
 
 @router.get("/timeline/{entry_id}")

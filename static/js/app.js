@@ -58,14 +58,14 @@
   }
 
   function scrollTimeline() {
-    const list = document.getElementById("timeline");
+    const list = document.getElementById("icc-timeline");
     if (list) list.scrollTop = list.scrollHeight;
   }
 
   function setUp(root) {
     renderTimes(root);
     tickTimers();
-    const tz = document.querySelector("#entry input[name=tz]");
+    const tz = document.querySelector("#icc-entry input[name=tz]");
     if (tz) tz.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   }
 
@@ -78,15 +78,15 @@
 
   document.addEventListener("htmx:afterSettle", (event) => {
     setUp(document);
-    const state = document.getElementById("incident-state");
+    const state = document.getElementById("icc-state");
     if (state && state.dataset.title) document.title = state.dataset.title;
-    if (event.target.id === "timeline") scrollTimeline();
+    if (event.target.id === "icc-timeline") scrollTimeline();
   });
 
   // The entry box: Enter posts, Shift+Enter is a new line; after a post it is cleared, gets a
   // fresh duplicate-submit key and keeps focus. On an error it keeps the text.
   document.addEventListener("keydown", (event) => {
-    const box = document.getElementById("entry-body");
+    const box = document.getElementById("icc-entry-body");
     if (!box) return;
     if (event.target === box && event.key === "Escape") {
       box.blur();
@@ -106,12 +106,12 @@
 
   document.addEventListener("htmx:afterRequest", (event) => {
     const form = event.detail.elt;
-    if (!(form instanceof HTMLFormElement) || form.id !== "entry") return;
+    if (!(form instanceof HTMLFormElement) || form.id !== "icc-entry") return;
     if (event.detail.successful) {
       form.body.value = "";
       form.at.value = "";
       form.client_key.value = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
-      document.getElementById("entry-error").innerHTML = "";
+      document.getElementById("icc-entry-error").innerHTML = "";
     }
     form.body.focus();
   });

@@ -1,0 +1,1 @@
+"""Runbooks: markdown files with front matter, indexed in PostgreSQL, rendered safely."""
