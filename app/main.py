@@ -7,13 +7,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import routes as auth_routes
 from app.config import ConfigError, get_policy, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.incidents import api as incidents_api
 from app.incidents import routes as incidents_routes
+from app.runbooks import routes as runbooks_routes
 from app.web import EXCEPTION_HANDLERS, error_response
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -21,21 +22,51 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class BodySizeLimit:
-    """Refuse a request body over 1 MiB before anything reads it."""
+    """Refuse a request body over 1 MiB: by its Content-Length before anything reads it, or,
+    for a chunked body, while reading it (the body is then buffered and handed on)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                response = error_response(
-                    Request(scope), 413, "The request is larger than 1 MiB.", "too_large"
-                )
-                await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                await self._refuse(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY_BYTES:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(Request(scope), 413, "The request is larger than 1 MiB.", "too_large")
+        await response(scope, receive, send)
 
 
 def create_app(database_url: str | None = None) -> FastAPI:
@@ -69,6 +100,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(incidents_api.router)
     app.include_router(auth_routes.router)
     app.include_router(incidents_routes.router)
+    app.include_router(runbooks_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -14,7 +14,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from jinja2_fragments.fastapi import Jinja2Blocks
-from sqlalchemy.exc import OperationalError
+from markupsafe import Markup
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 
 from app.errors import DomainError, NotAuthenticated
@@ -34,7 +35,14 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
+def _sanitised_runbook(html: str) -> Markup:
+    # Runbook HTML is stored only by app.runbooks.service.sync_runbooks, from render_runbook,
+    # whose last step is the nh3 sanitiser.
+    return Markup(html)  # noqa: S704
+
+
 templates.env.filters["markdown"] = render_markdown
+templates.env.filters["safe_runbook"] = _sanitised_runbook
 templates.env.filters["utc"] = _utc_text
 templates.env.filters["iso"] = _iso
 
@@ -145,6 +153,17 @@ async def handle_database_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def handle_data_error(request: Request, exc: Exception) -> Response:
+    """PostgreSQL refused a value (a NUL character, a number out of range): the input's fault."""
+    log.info("refused value on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        request,
+        422,
+        "A value in the request cannot be stored (out of range or a NUL character).",
+        "invalid_input",
+    )
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     """A bug: logged with its traceback; the user gets a message and loses nothing on the page."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -158,6 +177,7 @@ EXCEPTION_HANDLERS = {
     RequestValidationError: handle_validation_error,
     HTTPException: handle_http_error,
     OperationalError: handle_database_down,
+    DataError: handle_data_error,
     psycopg.OperationalError: handle_database_down,
     ConnectionRefusedError: handle_database_down,
     Exception: handle_unexpected,

@@ -10,6 +10,7 @@ from app.incidents import service
 from app.incidents.schemas import (
     ChecklistIn,
     DeclareIn,
+    EntryId,
     IncidentOut,
     IncidentPage,
     IncidentSummaryOut,
@@ -17,6 +18,7 @@ from app.incidents.schemas import (
     RedactIn,
     RevisionOut,
     RoleIn,
+    RowId,
     SeverityIn,
     SeverityOut,
     StatusIn,
@@ -63,7 +65,7 @@ async def list_incidents(
     active: bool | None = None,
     service_name: Annotated[str | None, Query(alias="service")] = None,
     q: str | None = None,
-    cursor: int | None = None,
+    cursor: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> IncidentPage:
     """Incidents, newest first; pass `next_cursor` back as `cursor` for the next page."""
@@ -155,7 +157,7 @@ async def add_entry(ref: str, body: TimelineIn, session: SessionDep, user: Curre
 
 @router.get("/incidents/{ref}/timeline", response_model=TimelinePage)
 async def list_entries(
-    ref: str, session: SessionDep, user: CurrentUser, after: int | None = None
+    ref: str, session: SessionDep, user: CurrentUser, after: RowId | None = None
 ) -> TimelinePage:
     """The timeline in the order things happened; `after` (an entry id) returns newer records."""
     entries, next_cursor = await service.list_timeline(session, ref=ref, after=after)
@@ -164,7 +166,7 @@ async def list_entries(
 
 @router.patch("/timeline/{entry_id}", response_model=TimelineEntryOut)
 async def edit_entry(
-    entry_id: int, body: TimelineEditIn, session: SessionDep, user: CurrentUser
+    entry_id: EntryId, body: TimelineEditIn, session: SessionDep, user: CurrentUser
 ) -> TimelineEntryOut:
     """Correct an entry: returns the new revision; earlier ones stay in its history."""
     return TimelineEntryOut.of(
@@ -174,7 +176,7 @@ async def edit_entry(
 
 @router.post("/timeline/{entry_id}/redact", response_model=TimelineEntryOut)
 async def redact_entry(
-    entry_id: int, body: RedactIn, session: SessionDep, user: CurrentUser
+    entry_id: EntryId, body: RedactIn, session: SessionDep, user: CurrentUser
 ) -> TimelineEntryOut:
     return TimelineEntryOut.of(
         await service.redact_timeline_entry(session, actor=user, entry_id=entry_id, reason=body.reason)
@@ -182,7 +184,7 @@ async def redact_entry(
 
 
 @router.get("/timeline/{entry_id}/history", response_model=TimelineHistoryOut)
-async def entry_history(entry_id: int, session: SessionDep, user: CurrentUser) -> TimelineHistoryOut:
+async def entry_history(entry_id: EntryId, session: SessionDep, user: CurrentUser) -> TimelineHistoryOut:
     entry, revisions = await service.get_timeline_entry(session, entry_id=entry_id)
     return TimelineHistoryOut(
         entry=TimelineEntryOut.of(entry),

@@ -1,7 +1,9 @@
 """JSON shapes of the incident API. Rules are checked by the service, not here."""
 
 from datetime import datetime
+from typing import Annotated
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import User
@@ -9,6 +11,10 @@ from app.config import SeverityPolicy
 from app.incidents.models import TimelineEntry
 from app.incidents.service import IncidentDetail, IncidentRow
 from app.incidents.timers import Timer
+
+MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
+RowId = Annotated[int, Query(ge=0, le=MAX_ID)]
+EntryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
