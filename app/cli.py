@@ -15,6 +15,8 @@ user_app = typer.Typer(help="Manage users", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+runbooks_app = typer.Typer(help="Manage the runbook library", no_args_is_help=True)
+app.add_typer(runbooks_app, name="runbooks")
 
 T = TypeVar("T")
 
@@ -151,6 +153,25 @@ def token_create(
     except DomainError as exc:
         _fail(exc.message)
     typer.echo(token)
+
+
+@runbooks_app.command("sync")
+def runbooks_sync() -> None:
+    """Index the markdown files in ICC_RUNBOOKS_DIR now (pages also pick up changes by themselves)."""
+    from app.runbooks.service import sync_runbooks
+
+    directory = get_settings().runbooks_dir
+
+    async def work(session):
+        return await sync_runbooks(session, directory=directory)
+
+    report = _run(_database_url(embedded=True), work)
+    typer.echo(
+        f"Runbooks in {directory}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed."
+    )
+    for path, error in report.errors.items():
+        typer.secho(f"  {path}: {error}", fg=typer.colors.YELLOW)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from app.auth import models as _auth_models  # noqa: F401 - registers the tables
 from app.config import get_settings
 from app.db import Base
 from app.incidents import models as _incident_models  # noqa: F401 - registers the tables
+from app.runbooks import models as _runbook_models  # noqa: F401 - registers the tables
 
 target_metadata = Base.metadata
 

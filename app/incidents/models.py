@@ -20,6 +20,7 @@ SINGLE_ROLES = ("incident_commander", "comms_lead", "tech_lead", "scribe")
 ROLES = (*SINGLE_ROLES, "sme")
 ENTRY_KINDS_WRITTEN = ("note", "decision", "action")
 ENTRY_KINDS_AUTOMATIC = (
+    "runbook",
     "declared",
     "acknowledged",
     "severity",
@@ -135,7 +136,7 @@ class TimelineEntry(Base):
     __table_args__ = (
         CheckConstraint(
             "kind IN ('note', 'decision', 'action', 'declared', 'acknowledged', 'severity',"
-            " 'status', 'role', 'checklist')",
+            " 'status', 'role', 'checklist', 'runbook')",
             name="kind",
         ),
         Index("ix_timeline_entries_incident_occurred", "incident_id", "occurred_at", "id"),

@@ -14,6 +14,8 @@ from app.errors import DomainError, InvalidInput
 from app.incidents import service
 from app.incidents.entry_input import parse_entry
 from app.incidents.models import ENTRY_KINDS_WRITTEN, SINGLE_ROLES, STATUSES
+from app.incidents.schemas import EntryId
+from app.runbooks import service as runbooks
 from app.web import render, see_other, wants_fragment
 
 router = APIRouter(include_in_schema=False)
@@ -35,7 +37,12 @@ async def _incident_page(
 ) -> Response:
     detail = await service.get_incident_detail(session, ref=ref)
     entries, _ = await service.list_timeline(session, ref=ref)
+    directory = request.app.state.settings.runbooks_dir
+    await runbooks.refresh_if_changed(session, directory=directory)
+    open_key = request.query_params.get("runbook")
     context = {
+        "suggested": await runbooks.suggest_for_incident(session, services=detail.incident.services),
+        "runbook": await runbooks.get_runbook(session, key=open_key) if open_key and not blocks else None,
         "d": detail,
         "i": detail.incident,
         "entries": entries,
@@ -264,8 +271,18 @@ async def add_entry(
     return see_other(f"/incidents/{ref}#icc-entry")
 
 
+@router.post("/incidents/{ref}/runbooks/{key}/attach")
+async def attach_runbook(
+    request: Request, session: SessionDep, user: CurrentUser, ref: str, key: str
+) -> Response:
+    await runbooks.attach_to_incident(session, actor=user, ref=ref, key=key)
+    return await _after_change(request, session, ref)
+
+
 @router.get("/timeline/{entry_id}")
-async def entry_history(request: Request, session: SessionDep, user: CurrentUser, entry_id: int) -> Response:
+async def entry_history(
+    request: Request, session: SessionDep, user: CurrentUser, entry_id: EntryId
+) -> Response:
     entry, revisions = await service.get_timeline_entry(session, entry_id=entry_id)
     ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
     return render(
@@ -278,7 +295,7 @@ async def entry_history(request: Request, session: SessionDep, user: CurrentUser
 
 @router.post("/timeline/{entry_id}/edit")
 async def edit_entry(
-    request: Request, session: SessionDep, user: CurrentUser, entry_id: int, body: Text = ""
+    request: Request, session: SessionDep, user: CurrentUser, entry_id: EntryId, body: Text = ""
 ) -> Response:
     await service.edit_timeline_entry(session, actor=user, entry_id=entry_id, body=body)
     ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
@@ -287,7 +304,7 @@ async def edit_entry(
 
 @router.post("/timeline/{entry_id}/redact")
 async def redact_entry(
-    request: Request, session: SessionDep, user: CurrentUser, entry_id: int, reason: Text = ""
+    request: Request, session: SessionDep, user: CurrentUser, entry_id: EntryId, reason: Text = ""
 ) -> Response:
     await service.redact_timeline_entry(session, actor=user, entry_id=entry_id, reason=reason)
     ref = await service.incident_ref_of_entry(session, entry_id=entry_id)

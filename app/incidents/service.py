@@ -82,6 +82,8 @@ def require_responder(actor: User) -> None:
 
 def _clean_text(value: str | None, *, field: str, label: str, max_len: int, required: bool) -> str:
     text = (value or "").strip()
+    if "\x00" in text:
+        raise InvalidInput(f"{label} contains a NUL character.", field=field)
     if required and not text:
         raise InvalidInput(f"{label} is required.", field=field)
     if len(text) > max_len:
@@ -234,7 +236,7 @@ def _filtered(
             raise InvalidInput(f"Unknown status {status!r}.", field="status")
         query = query.where(Incident.status == status)
     if severity:
-        query = query.where(Incident.severity == severity.upper())
+        query = query.where(Incident.severity == _check_severity(get_policy(), severity))
     if active is True:
         query = query.where(Incident.resolved_at.is_(None))
     elif active is False:
@@ -638,6 +640,22 @@ async def set_checklist_item(
     _record(session, incident, actor, "checklist", f"{mark}: {item.label}", at=now)
     await session.commit()
     return incident
+
+
+async def record_runbook(session: AsyncSession, *, actor: User, ref: str, key: str, title: str) -> None:
+    """Note on the timeline that a runbook is being followed for this incident."""
+    require_responder(actor)
+    incident = await _incident_for_update(session, ref)
+    safe_title = title.replace("[", "(").replace("]", ")")
+    _record(
+        session,
+        incident,
+        actor,
+        "runbook",
+        f"Following runbook [{key} {safe_title}](/runbooks/{key}).",
+        at=clock.now(),
+    )
+    await session.commit()
 
 
 # ---------------------------------------------------------------- timeline

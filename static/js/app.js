@@ -62,21 +62,140 @@
     if (list) list.scrollTop = list.scrollHeight;
   }
 
+  // Runbooks: diagrams (mermaid is loaded only when a page has one), copy buttons, and a
+  // table of contents that follows the reader.
+  let mermaidLoading = null;
+  function loadMermaid() {
+    if (!mermaidLoading) {
+      mermaidLoading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = "/static/vendor/mermaid.min.js";
+        script.onload = () => {
+          const dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
+          window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
+          resolve(window.mermaid);
+        };
+        script.onerror = () => reject(new Error("could not load the diagram library"));
+        document.head.appendChild(script);
+      });
+    }
+    return mermaidLoading;
+  }
+
+  let diagramCount = 0;
+  async function renderDiagrams(root) {
+    const blocks = Array.from(root.querySelectorAll("pre.mermaid:not([data-done])"));
+    if (!blocks.length) return;
+    blocks.forEach((b) => b.setAttribute("data-done", "pending"));
+    let mermaid;
+    try {
+      mermaid = await loadMermaid();
+    } catch (err) {
+      blocks.forEach((b) => showDiagramError(b, err.message));
+      return;
+    }
+    for (const block of blocks) {
+      const source = block.textContent;
+      try {
+        const { svg } = await mermaid.render("icc-diagram-" + ++diagramCount, source);
+        const figure = document.createElement("figure");
+        figure.className = "diagram";
+        figure.innerHTML = svg;
+        block.replaceWith(figure);
+      } catch (err) {
+        showDiagramError(block, (err && err.message) || String(err));
+      }
+    }
+  }
+
+  function showDiagramError(block, message) {
+    block.setAttribute("data-done", "error");
+    const note = document.createElement("p");
+    note.className = "diagram-error";
+    note.textContent = "This diagram could not be drawn: " + message.split("\n")[0];
+    block.before(note);
+  }
+
+  function addCopyButtons(root) {
+    root.querySelectorAll(".doc div.code:not([data-copy])").forEach((wrap) => {
+      wrap.setAttribute("data-copy", "");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy small";
+      button.textContent = "Copy";
+      button.addEventListener("click", async () => {
+        const code = wrap.querySelector("pre");
+        try {
+          await navigator.clipboard.writeText(code.innerText);
+          button.textContent = "Copied";
+        } catch (err) {
+          button.textContent = "Select and copy";
+        }
+        setTimeout(() => (button.textContent = "Copy"), 1500);
+      });
+      wrap.prepend(button);
+    });
+  }
+
+  function followToc(root) {
+    root.querySelectorAll(".reader").forEach((reader) => {
+      if (reader.dataset.follow) return;
+      reader.dataset.follow = "1";
+      const links = new Map();
+      reader.querySelectorAll(".toc a").forEach((a) => links.set(a.getAttribute("href").slice(1), a));
+      if (!links.size || !("IntersectionObserver" in window)) return;
+      const observer = new IntersectionObserver((seen) => {
+        seen.forEach((item) => {
+          if (!item.isIntersecting) return;
+          const link = links.get(item.target.id);
+          if (!link) return;
+          reader.querySelectorAll(".toc a.current").forEach((a) => a.classList.remove("current"));
+          link.classList.add("current");
+        });
+      }, { root: reader.closest("dialog") || null, rootMargin: "0px 0px -70% 0px" });
+      reader.querySelectorAll(".doc h1[id], .doc h2[id], .doc h3[id]").forEach((h) => observer.observe(h));
+    });
+  }
+
+  function openModal() {
+    const dialog = document.getElementById("icc-modal");
+    if (!dialog || !dialog.firstElementChild) return;
+    // Rendered open by the server (a deep link): reopen as a modal without firing "close".
+    if (dialog.open) dialog.removeAttribute("open");
+    dialog.showModal();
+    setUp(dialog);
+    const target = location.hash && dialog.querySelector(location.hash.replace(/[^#\w-]/g, ""));
+    if (target) target.scrollIntoView();
+  }
+
   function setUp(root) {
     renderTimes(root);
     tickTimers();
+    renderDiagrams(root);
+    addCopyButtons(root);
+    followToc(root);
     const tz = document.querySelector("#icc-entry input[name=tz]");
     if (tz) tz.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     setUp(document);
+    const dialog = document.getElementById("icc-modal");
+    if (dialog && dialog.hasAttribute("data-deep-link")) openModal();
+    if (dialog) dialog.addEventListener("close", () => {
+      dialog.innerHTML = "";
+      if (new URLSearchParams(location.search).has("runbook")) history.replaceState(null, "", location.pathname);
+    });
     scrollTimeline();
     setInterval(tickTimers, 1000);
     setInterval(() => renderTimes(document), 30000);
   });
 
   document.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id === "icc-modal") {
+      openModal();
+      return;
+    }
     setUp(document);
     const state = document.getElementById("icc-state");
     if (state && state.dataset.title) document.title = state.dataset.title;
@@ -117,6 +236,11 @@
   });
 
   document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-close-modal]")) {
+      const dialog = document.getElementById("icc-modal");
+      if (dialog && dialog.open) dialog.close();
+      return;
+    }
     const dismiss = event.target.closest("[data-dismiss]");
     if (dismiss) dismiss.closest(".flash").remove();
   });
