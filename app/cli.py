@@ -85,6 +85,13 @@ def serve(
     if demo:
         from app.demo import DEMO_LOGINS, load_demo
 
+        # The action catalog calls the built-in receiver of this very server (server workers are
+        # new processes: they read these here).
+        os.environ["ICC_DEMO"] = "true"
+        receiver_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        os.environ.setdefault("ICC_ACTIONS_BASE_URL", f"http://{receiver_host}:{port}/demo/webhooks")
+        get_settings.cache_clear()
+
         created = _run(url, load_demo)
         typer.echo("Demo data loaded." if created else "Demo data already present.")
         for email, password, role in DEMO_LOGINS:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".icc")
     session_days: int = Field(default=7, ge=1, le=90)
     secure_cookies: bool = False
+    demo: bool = False  # `icc serve --demo`: the action catalog calls the built-in receiver
+    actions_base_url: str | None = None  # overrides [actions] base_url in icc.toml
 
     @field_validator("database_url")
     @classmethod
@@ -205,3 +207,13 @@ def load_policy(path: Path) -> Policy:
 @lru_cache
 def get_policy() -> Policy:
     return load_policy(get_settings().config)
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """The parsed icc.toml, or {} when there is none; a syntax error is one clear line."""
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

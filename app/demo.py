@@ -12,6 +12,7 @@ from app import clock
 from app.auth import service as accounts
 from app.auth.models import User
 from app.incidents import service as incidents
+from app.status import service as status
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - printed for the demo on purpose
 DEMO_LOGINS = (
@@ -85,9 +86,21 @@ async def load_demo(session: AsyncSession) -> bool:
         await incidents.change_status(session, actor=sam, ref=db.ref, status="identified")
         t.append(t[-1] + timedelta(minutes=25))
         await incidents.change_status(session, actor=sam, ref=db.ref, status="monitoring")
+        await status.post_update(
+            session,
+            actor=sam,
+            ref=db.ref,
+            public=True,
+            body="Order history is loading slowly. We have found the cause and are applying a fix.",
+        )
         t.append(t[-1] + timedelta(minutes=40))
-        await incidents.change_status(
-            session, actor=sam, ref=db.ref, status="resolved", reason="p99 back under 50 ms for 40 min."
+        await status.post_update(
+            session,
+            actor=sam,
+            ref=db.ref,
+            public=True,
+            status="resolved",
+            body="Order history is fast again. We are sorry for the slow pages this morning.",
         )
 
     with _at(now - timedelta(minutes=23)) as t:
@@ -117,6 +130,12 @@ async def load_demo(session: AsyncSession) -> bool:
             kind="note",
             body="Bridge open. 502s come from the payments-api upstream, not the load balancer.",
         )
+        await incidents.assign_role(
+            session, actor=sam, ref=checkout.ref, role="comms_lead", email=admin.email
+        )
+        await status.set_public_title(
+            session, actor=admin, ref=checkout.ref, public_title="Checkout failing for many customers"
+        )
         t.append(t[-1] + timedelta(minutes=6))
         await incidents.add_timeline_entry(
             session,
@@ -124,6 +143,13 @@ async def load_demo(session: AsyncSession) -> bool:
             ref=checkout.ref,
             kind="decision",
             body="Roll back payments-api to the previous release.",
+        )
+        await status.post_update(
+            session,
+            actor=admin,
+            ref=checkout.ref,
+            public=True,
+            body="Many customers cannot complete checkout. We are investigating; next update in 15 min.",
         )
 
     with _at(now - timedelta(minutes=12)):

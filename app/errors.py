@@ -36,5 +36,10 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class Gone(DomainError):
+    status_code = 410
+    code = "gone"
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"

@@ -1,7 +1,8 @@
 """create_app(): the FastAPI application with its routers, handlers and database."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -9,12 +10,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.actions import api as actions_api
+from app.actions import routes as actions_routes
+from app.actions.catalog import get_catalog
 from app.auth import routes as auth_routes
 from app.config import ConfigError, get_policy, get_settings
-from app.db import make_engine, make_sessionmaker
+from app.dashboard import routes as dashboard_routes
+from app.db import libpq_url, make_engine, make_sessionmaker
 from app.incidents import api as incidents_api
 from app.incidents import routes as incidents_routes
+from app.live.listener import Listener
+from app.live.notify import CHANNEL
 from app.runbooks import routes as runbooks_routes
+from app.status import api as status_api
+from app.status import routes as status_routes
+from app.status.cache import RenderedCache
+from app.status.config import get_status_config
 from app.web import EXCEPTION_HANDLERS, error_response
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -75,11 +86,21 @@ def create_app(database_url: str | None = None) -> FastAPI:
     url = database_url or settings.database_url
     if not url:
         raise ConfigError("ICC_DATABASE_URL is not set (`icc serve` starts an embedded database)")
+    get_status_config()
     engine = make_engine(url)
+    listener = Listener(libpq_url(url), (CHANNEL,))
+    status_cache = RenderedCache()
+    status_cache.attach(listener)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The LISTEN loop only invalidates caches: if it dies, they stop caching (see
+        # app/status/cache.py); no work that must happen depends on it.
+        listening = asyncio.get_running_loop().create_task(listener.run())
         yield
+        listening.cancel()
+        with suppress(asyncio.CancelledError):
+            await listening
         await engine.dispose()
 
     app = FastAPI(
@@ -93,6 +114,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.catalog = get_catalog()  # a broken [actions] table stops start-up here
+    app.state.listener = listener
+    app.state.status_cache = status_cache
     for exc_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.add_middleware(BodySizeLimit)
@@ -101,6 +125,13 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(auth_routes.router)
     app.include_router(incidents_routes.router)
     app.include_router(runbooks_routes.router)
+    app.include_router(actions_api.router)
+    app.include_router(actions_routes.router)
+    if settings.demo:
+        app.include_router(actions_routes.demo_router)
+    app.include_router(status_api.router)
+    app.include_router(status_routes.router)
+    app.include_router(dashboard_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

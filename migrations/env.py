@@ -3,11 +3,13 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from app.actions import models as _action_models  # noqa: F401 - registers the tables
 from app.auth import models as _auth_models  # noqa: F401 - registers the tables
 from app.config import get_settings
 from app.db import Base
 from app.incidents import models as _incident_models  # noqa: F401 - registers the tables
 from app.runbooks import models as _runbook_models  # noqa: F401 - registers the tables
+from app.status import models as _status_models  # noqa: F401 - registers the tables
 
 target_metadata = Base.metadata
 

@@ -378,4 +378,8 @@ async def test_recommended_actions_show_only_beside_an_incident_and_run_nothing(
     alone = (await client.get("/runbooks/RB-ACT")).text
     assert "Run service-restart" not in alone
     beside = (await client.get(f"/runbooks/RB-ACT?incident={incident.ref}")).text
-    assert '<button type="button" class="action" disabled>Run service-restart</button>' in beside
+    # The button only opens the preview dialog (a POST that prepares a run); nothing is sent.
+    assert f'hx-post="/incidents/{incident.ref}/actions/service-restart"' in beside
+    assert '<button type="submit" class="action">Run service-restart</button>' in beside
+    runs = await client.get(f"/api/v1/incidents/{incident.ref}/action-runs")
+    assert runs.json()["items"] == []

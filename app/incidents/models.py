@@ -20,7 +20,10 @@ SINGLE_ROLES = ("incident_commander", "comms_lead", "tech_lead", "scribe")
 ROLES = (*SINGLE_ROLES, "sme")
 ENTRY_KINDS_WRITTEN = ("note", "decision", "action")
 ENTRY_KINDS_AUTOMATIC = (
+    "update",
+    "impact",
     "runbook",
+    "action_run",
     "declared",
     "acknowledged",
     "severity",
@@ -53,6 +56,7 @@ class Incident(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(String(200))
+    public_title: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="", server_default="")
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
@@ -136,7 +140,8 @@ class TimelineEntry(Base):
     __table_args__ = (
         CheckConstraint(
             "kind IN ('note', 'decision', 'action', 'declared', 'acknowledged', 'severity',"
-            " 'status', 'role', 'checklist', 'runbook')",
+            " 'status', 'role', 'checklist', 'runbook', 'update', 'impact',"
+            " 'action_run')",
             name="kind",
         ),
         Index("ix_timeline_entries_incident_occurred", "incident_id", "occurred_at", "id"),

@@ -1,12 +1,14 @@
 """Incident pages. Thin: parse the form, call the service, render the page or its blocks."""
 
 import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from app import clock
+from app.actions import service as actions
 from app.auth import service as accounts
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
@@ -16,6 +18,8 @@ from app.incidents.entry_input import parse_entry
 from app.incidents.models import ENTRY_KINDS_WRITTEN, SINGLE_ROLES, STATUSES
 from app.incidents.schemas import EntryId
 from app.runbooks import service as runbooks
+from app.status import service as status
+from app.status.config import get_status_config
 from app.web import render, see_other, wants_fragment
 
 router = APIRouter(include_in_schema=False)
@@ -40,8 +44,23 @@ async def _incident_page(
     directory = request.app.state.settings.runbooks_dir
     await runbooks.refresh_if_changed(session, directory=directory)
     open_key = request.query_params.get("runbook")
+    commander, comms_lead = detail.roles["incident_commander"], detail.roles["comms_lead"]
+    user = request.state.principal.user
     context = {
+        "updates": (await status.list_updates(session, ref=ref))[:5],
+        "components": get_status_config().components,
+        "impacts": await status.impacts_of(session, incident=detail.incident),
+        "impact_words": status.IMPACT_WORDS,
+        "speaks_for_incident": user.id in {p.id for p in (commander, comms_lead) if p},
+        "update_soon": _update_soon(detail),
         "suggested": await runbooks.suggest_for_incident(session, services=detail.incident.services),
+        "runnable": await actions.runnable_actions(
+            session, catalog=request.app.state.catalog, actor=request.state.principal.user, ref=ref
+        ),
+        "action_runs": await actions.list_action_runs(
+            session, catalog=request.app.state.catalog, ref=ref, limit=5
+        ),
+        "run_labels": actions.STATE_LABELS,
         "runbook": await runbooks.get_runbook(session, key=open_key) if open_key and not blocks else None,
         "d": detail,
         "i": detail.incident,
@@ -63,7 +82,13 @@ async def _incident_page(
     return render(request, PAGE, context, blocks=blocks, status_code=status_code)
 
 
-async def _after_change(request: Request, session: SessionDep, ref: str) -> Response:
+def _update_soon(detail: service.IncidentDetail) -> bool:
+    """The next stakeholder update is due within two minutes, or overdue."""
+    timer = detail.timers["next_update"]
+    return timer is not None and timer.due_at - clock.now() <= timedelta(minutes=2)
+
+
+async def after_incident_change(request: Request, session: SessionDep, ref: str) -> Response:
     """HTMX gets the changed parts of the page; a plain form post gets a 303 back to it."""
     if wants_fragment(request):
         return await _incident_page(request, session, ref, blocks=["state", "timeline"])
@@ -164,7 +189,7 @@ async def incident_page(request: Request, session: SessionDep, user: CurrentUser
 @router.post("/incidents/{ref}/acknowledge")
 async def acknowledge(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
     await service.acknowledge_incident(session, actor=user, ref=ref)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/severity")
@@ -177,7 +202,7 @@ async def change_severity(
     reason: Text = "",
 ) -> Response:
     await service.change_severity(session, actor=user, ref=ref, severity=severity, reason=reason)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/status")
@@ -190,7 +215,7 @@ async def change_status(
     reason: OptionalText = "",
 ) -> Response:
     await service.change_status(session, actor=user, ref=ref, status=status, reason=reason)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/roles/{role}")
@@ -198,7 +223,7 @@ async def assign_role(
     request: Request, session: SessionDep, user: CurrentUser, ref: str, role: str, email: Text = ""
 ) -> Response:
     await service.assign_role(session, actor=user, ref=ref, role=role, email=email)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/roles/{role}/clear")
@@ -211,7 +236,7 @@ async def clear_role(
     email: OptionalText = "",
 ) -> Response:
     await service.clear_role(session, actor=user, ref=ref, role=role, email=email or None)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/checklist/{key}")
@@ -226,7 +251,7 @@ async def tick_checklist(
     if done not in ("0", "1"):
         raise InvalidInput("done must be 1 or 0.", field="done")
     await service.set_checklist_item(session, actor=user, ref=ref, key=key, done=done == "1")
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/timeline")
@@ -276,7 +301,7 @@ async def attach_runbook(
     request: Request, session: SessionDep, user: CurrentUser, ref: str, key: str
 ) -> Response:
     await runbooks.attach_to_incident(session, actor=user, ref=ref, key=key)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.get("/timeline/{entry_id}")
@@ -299,7 +324,7 @@ async def edit_entry(
 ) -> Response:
     await service.edit_timeline_entry(session, actor=user, entry_id=entry_id, body=body)
     ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)
 
 
 @router.post("/timeline/{entry_id}/redact")
@@ -308,4 +333,4 @@ async def redact_entry(
 ) -> Response:
     await service.redact_timeline_entry(session, actor=user, entry_id=entry_id, reason=reason)
     ref = await service.incident_ref_of_entry(session, entry_id=entry_id)
-    return await _after_change(request, session, ref)
+    return await after_incident_change(request, session, ref)

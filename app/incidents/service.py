@@ -27,6 +27,7 @@ from app.incidents.models import (
     TimelineEntry,
     TimelineRevision,
 )
+from app.live import notify as _notify  # noqa: F401 - every timeline write announces its incident
 
 ROLE_LABELS = {
     "incident_commander": "Incident Commander",
@@ -80,7 +81,8 @@ def require_responder(actor: User) -> None:
         raise NotPermitted("Viewers can read incidents but cannot change them.")
 
 
-def _clean_text(value: str | None, *, field: str, label: str, max_len: int, required: bool) -> str:
+def clean_text(value: str | None, *, field: str, label: str, max_len: int, required: bool) -> str:
+    """Trimmed text within its limits, or InvalidInput naming the field."""
     text = (value or "").strip()
     if "\x00" in text:
         raise InvalidInput(f"{label} contains a NUL character.", field=field)
@@ -137,7 +139,8 @@ def severities(policy: Policy | None = None) -> list:
     return list((policy or get_policy()).severities.values())
 
 
-async def _incident_for_update(session: AsyncSession, ref: str) -> Incident:
+async def lock_incident(session: AsyncSession, ref: str) -> Incident:
+    """Load an incident for a change, its row locked until the transaction ends."""
     incident = await session.scalar(select(Incident).where(Incident.ref == ref).with_for_update())
     if incident is None:
         raise NotFound(f"No incident {ref}.")
@@ -334,7 +337,7 @@ async def incident_board(
 # ---------------------------------------------------------------- writes
 
 
-def _record(
+def record_entry(
     session: AsyncSession,
     incident: Incident,
     actor: User,
@@ -384,9 +387,9 @@ async def declare_incident(
     """Declare an incident in triage, with its reference, deadlines and checklist."""
     require_responder(actor)
     policy = get_policy()
-    title = _clean_text(title, field="title", label="Title", max_len=MAX_TITLE, required=True)
+    title = clean_text(title, field="title", label="Title", max_len=MAX_TITLE, required=True)
     key = _check_severity(policy, severity)
-    summary = _clean_text(summary, field="summary", label="Summary", max_len=MAX_SUMMARY, required=False)
+    summary = clean_text(summary, field="summary", label="Summary", max_len=MAX_SUMMARY, required=False)
     service_list = _clean_services(services)
     if client_key:
         existing = await session.scalar(select(Incident).where(Incident.client_key == client_key))
@@ -422,7 +425,7 @@ async def declare_incident(
     for position, (item_key, label) in enumerate(sev.checklist):
         session.add(ChecklistItem(incident_id=incident.id, key=item_key, label=label, position=position))
     affected = f" Affected: {', '.join(service_list)}." if service_list else ""
-    _record(session, incident, actor, "declared", f"Declared {key}: {title}.{affected}", at=now)
+    record_entry(session, incident, actor, "declared", f"Declared {key}: {title}.{affected}", at=now)
     await session.commit()
     return incident
 
@@ -430,13 +433,13 @@ async def declare_incident(
 async def acknowledge_incident(session: AsyncSession, *, actor: User, ref: str) -> Incident:
     """Acknowledge: someone is on it. Stops the ack timer."""
     require_responder(actor)
-    incident = await _incident_for_update(session, ref)
+    incident = await lock_incident(session, ref)
     if incident.acknowledged_at is not None:
         raise Conflict(f"{ref} was already acknowledged.")
     now = clock.now()
     incident.acknowledged_at = now
     incident.acknowledged_by_id = actor.id
-    _record(session, incident, actor, "acknowledged", f"Acknowledged by {actor.name}.", at=now)
+    record_entry(session, incident, actor, "acknowledged", f"Acknowledged by {actor.name}.", at=now)
     await session.commit()
     return incident
 
@@ -449,8 +452,8 @@ async def change_severity(
     require_responder(actor)
     policy = get_policy()
     key = _check_severity(policy, severity)
-    reason = _clean_text(reason, field="reason", label="A reason", max_len=MAX_REASON, required=True)
-    incident = await _incident_for_update(session, ref)
+    reason = clean_text(reason, field="reason", label="A reason", max_len=MAX_REASON, required=True)
+    incident = await lock_incident(session, ref)
     if incident.severity == key:
         raise Conflict(f"{ref} is already {key}.")
     now = clock.now()
@@ -465,7 +468,7 @@ async def change_severity(
     if incident.resolved_at is None:
         incident.update_due_at = timers.update_deadline(sev, now)
     direction = "Raised" if key < previous else "Lowered"
-    _record(
+    record_entry(
         session, incident, actor, "severity", f"{direction} severity {previous} → {key}: {reason}", at=now
     )
     await session.commit()
@@ -481,10 +484,20 @@ async def change_status(
     incident mitigated; falling back to investigating or reopening clears that.
     """
     require_responder(actor)
+    reason = clean_text(reason, field="reason", label="Reason", max_len=MAX_REASON, required=False)
+    incident = await lock_incident(session, ref)
+    await apply_status(session, incident=incident, actor=actor, status=status, reason=reason)
+    await session.commit()
+    return incident
+
+
+async def apply_status(
+    session: AsyncSession, *, incident: Incident, actor: User, status: str, reason: str
+) -> None:
+    """The rules of a status move, applied to a locked incident without committing."""
     if status not in STATUSES:
         raise InvalidInput(f"Unknown status {status!r}: choose one of {', '.join(STATUSES)}.", field="status")
-    reason = _clean_text(reason, field="reason", label="Reason", max_len=MAX_REASON, required=False)
-    incident = await _incident_for_update(session, ref)
+    ref = incident.ref
     current = incident.status
     if status == current:
         raise InvalidTransition(f"{ref} is already {STATUS_LABELS[status].lower()}.")
@@ -522,9 +535,7 @@ async def change_status(
             incident.update_due_at = timers.update_deadline(policy, now)
     verb = "Reopened" if current == "resolved" else "Status"
     text = f"{verb}: {STATUS_LABELS[current]} → {STATUS_LABELS[status]}"
-    _record(session, incident, actor, "status", f"{text}. {reason}" if reason else f"{text}.", at=now)
-    await session.commit()
-    return incident
+    record_entry(session, incident, actor, "status", f"{text}. {reason}" if reason else f"{text}.", at=now)
 
 
 async def _user_by_email(session: AsyncSession, email: str) -> User:
@@ -539,7 +550,7 @@ async def assign_role(session: AsyncSession, *, actor: User, ref: str, role: str
     require_responder(actor)
     if role not in ROLES:
         raise NotFound(f"No role {role!r}: roles are {', '.join(ROLES)}.")
-    incident = await _incident_for_update(session, ref)
+    incident = await lock_incident(session, ref)
     user = await _user_by_email(session, email)
     now = clock.now()
     label = ROLE_LABELS[role]
@@ -579,7 +590,7 @@ async def assign_role(session: AsyncSession, *, actor: User, ref: str, role: str
             incident_id=incident.id, role=role, user_id=user.id, assigned_at=now, assigned_by_id=actor.id
         )
     )
-    _record(session, incident, actor, "role", text, at=now)
+    record_entry(session, incident, actor, "role", text, at=now)
     await session.commit()
     return incident
 
@@ -591,7 +602,7 @@ async def clear_role(
     require_responder(actor)
     if role not in ROLES:
         raise NotFound(f"No role {role!r}: roles are {', '.join(ROLES)}.")
-    incident = await _incident_for_update(session, ref)
+    incident = await lock_incident(session, ref)
     query = (
         select(RoleAssignment)
         .where(
@@ -615,7 +626,7 @@ async def clear_role(
         if role == "sme"
         else f"{current.user.name} is no longer {ROLE_LABELS[role]}."
     )
-    _record(session, incident, actor, "role", text, at=now)
+    record_entry(session, incident, actor, "role", text, at=now)
     await session.commit()
     return incident
 
@@ -625,7 +636,7 @@ async def set_checklist_item(
 ) -> Incident:
     """Tick or untick a triage checklist item, recording who and when."""
     require_responder(actor)
-    incident = await _incident_for_update(session, ref)
+    incident = await lock_incident(session, ref)
     item = await session.scalar(
         select(ChecklistItem).where(ChecklistItem.incident_id == incident.id, ChecklistItem.key == key)
     )
@@ -637,7 +648,7 @@ async def set_checklist_item(
     item.done_at = now if done else None
     item.done_by_id = actor.id if done else None
     mark = "Done" if done else "Not done"
-    _record(session, incident, actor, "checklist", f"{mark}: {item.label}", at=now)
+    record_entry(session, incident, actor, "checklist", f"{mark}: {item.label}", at=now)
     await session.commit()
     return incident
 
@@ -645,9 +656,9 @@ async def set_checklist_item(
 async def record_runbook(session: AsyncSession, *, actor: User, ref: str, key: str, title: str) -> None:
     """Note on the timeline that a runbook is being followed for this incident."""
     require_responder(actor)
-    incident = await _incident_for_update(session, ref)
+    incident = await lock_incident(session, ref)
     safe_title = title.replace("[", "(").replace("]", ")")
-    _record(
+    record_entry(
         session,
         incident,
         actor,
@@ -678,7 +689,7 @@ async def add_timeline_entry(
         raise InvalidInput(
             f"Unknown entry kind {kind!r}: choose one of {', '.join(ENTRY_KINDS_WRITTEN)}.", field="kind"
         )
-    body = _clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
+    body = clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
     incident = await session.scalar(select(Incident).where(Incident.ref == ref))
     if incident is None:
         raise NotFound(f"No incident {ref}.")
@@ -777,7 +788,7 @@ async def edit_timeline_entry(
 ) -> TimelineEntry:
     """Correct an entry: a new revision; every earlier one stays readable."""
     require_responder(actor)
-    body = _clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
+    body = clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
     entry, _ = await _entry_for_change(session, entry_id)
     if entry.author_id != actor.id and actor.role != "admin":
         raise NotPermitted("Only the author of an entry (or an admin) can edit it.")
@@ -800,7 +811,7 @@ async def redact_timeline_entry(
 ) -> TimelineEntry:
     """Remove an entry's text (every revision of it), keeping who redacted it, when and why."""
     require_responder(actor)
-    reason = _clean_text(reason, field="reason", label="A reason", max_len=MAX_REASON, required=True)
+    reason = clean_text(reason, field="reason", label="A reason", max_len=MAX_REASON, required=True)
     entry, incident = await _entry_for_change(session, entry_id)
     commander_id = await session.scalar(
         select(RoleAssignment.user_id).where(

@@ -9,6 +9,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import delete, func, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from app import clock
 from app.auth.models import User
@@ -154,6 +155,19 @@ def _snippet(raw: str | None) -> Markup | None:
     )
 
 
+SNIPPETS = 25  # highlighting re-reads each body: only for the results a reader looks at first
+LISTED_COLUMNS = (
+    Runbook.key,
+    Runbook.path,
+    Runbook.title,
+    Runbook.tags,
+    Runbook.owner,
+    Runbook.updated,
+    Runbook.services,
+    Runbook.error,
+)
+
+
 async def find_runbooks(
     session: AsyncSession,
     *,
@@ -163,7 +177,7 @@ async def find_runbooks(
     limit: int = 100,
 ) -> list[Found]:
     """The library: by title, or ranked by full-text relevance with highlighted snippets."""
-    query = select(Runbook)
+    query = select(Runbook).options(load_only(*LISTED_COLUMNS))
     if tag:
         query = query.where(Runbook.tags.contains([tag]))
     if service:
@@ -175,20 +189,27 @@ async def find_runbooks(
         rows = await session.scalars(query.order_by(func.lower(Runbook.title)).limit(limit))
         return [Found(r) for r in rows]
     tsquery = func.websearch_to_tsquery("english", words)
+    matches = literal_column("runbooks.search").op("@@")(tsquery)
     rank = func.ts_rank_cd(literal_column("runbooks.search"), tsquery)
+    by_key = await session.scalar(query.where(Runbook.key == words))
+    ranked = [
+        r
+        for r in await session.scalars(query.where(matches).order_by(rank.desc(), Runbook.title).limit(limit))
+    ]
+    found = ([by_key] if by_key else []) + [r for r in ranked if r is not by_key]
     headline = func.ts_headline(
         "english",
         Runbook.body,
         tsquery,
         f"StartSel={_MARK_START}, StopSel={_MARK_STOP}, MaxWords=30, MinWords=12, MaxFragments=2",
     )
-    rows = await session.execute(
-        query.add_columns(headline)
-        .where(or_(literal_column("runbooks.search").op("@@")(tsquery), Runbook.key.ilike(words)))
-        .order_by(rank.desc(), Runbook.title)
-        .limit(limit)
+    ids = [r.id for r in found[:SNIPPETS]]
+    snippets = (
+        dict((await session.execute(select(Runbook.id, headline).where(Runbook.id.in_(ids)))).all())
+        if ids
+        else {}
     )
-    return [Found(runbook, _snippet(snippet)) for runbook, snippet in rows]
+    return [Found(r, _snippet(snippets.get(r.id))) for r in found[:limit]]
 
 
 async def all_tags_and_services(session: AsyncSession) -> tuple[list[str], list[str]]:

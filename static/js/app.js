@@ -164,11 +164,19 @@
     if (dialog.open) dialog.removeAttribute("open");
     dialog.showModal();
     setUp(dialog);
-    const target = location.hash && dialog.querySelector(location.hash.replace(/[^#\w-]/g, ""));
-    if (target) target.scrollIntoView();
+    let target = null;
+    try {
+      target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    } catch (err) {
+      target = null; // a malformed fragment: open at the top
+    }
+    if (target && dialog.contains(target)) target.scrollIntoView();
   }
 
   function setUp(root) {
+    if (window.matchMedia("(max-width: 900px)").matches) {
+      root.querySelectorAll("details.toc-box[open]").forEach((d) => d.removeAttribute("open"));
+    }
     renderTimes(root);
     tickTimers();
     renderDiagrams(root);
@@ -236,6 +244,13 @@
   });
 
   document.addEventListener("click", (event) => {
+    const shape = event.target.closest("[data-template]");
+    if (shape) {
+      const box = shape.closest("form").querySelector("textarea[name=body]");
+      box.value = shape.dataset.template;
+      box.focus();
+      return;
+    }
     if (event.target.closest("[data-close-modal]")) {
       const dialog = document.getElementById("icc-modal");
       if (dialog && dialog.open) dialog.close();

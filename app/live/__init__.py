@@ -1,0 +1,1 @@
+"""Live updates through PostgreSQL: NOTIFY inside the writing transaction, LISTEN per process."""

@@ -1,0 +1,1 @@
+"""What stakeholders see: components and their status, public incidents and their updates."""

@@ -1,0 +1,121 @@
+"""The public status page and its Atom feed; the comms forms on the incident page."""
+
+from typing import Annotated
+from xml.etree import ElementTree as ET
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from app.auth.deps import CurrentUser, OptionalPrincipal
+from app.db import SessionDep
+from app.errors import NotAuthenticated
+from app.incidents.routes import after_incident_change
+from app.status import service
+from app.status.cache import cached_response
+from app.status.config import get_status_config
+from app.web import templates, wants_fragment
+
+router = APIRouter(include_in_schema=False)
+Text = Annotated[str, Form(max_length=100_000)]
+
+
+def check_access(principal: object) -> bool:
+    """True when the page is private (viewer login required)."""
+    private = get_status_config().require_login
+    if private and principal is None:
+        raise NotAuthenticated("Sign in to see the status page.")
+    return private
+
+
+@router.get("/status")
+async def status_page(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
+    """What stakeholders see. Served from a rendered copy until the database says it changed."""
+    private = check_access(principal)
+    fragment = wants_fragment(request)
+    key = "html:fragment" if fragment else "html"
+    cache = request.app.state.status_cache
+    item = cache.get(key)
+    if item is None:
+        snapshot = await service.status_snapshot(session)
+        template = templates.get_template("status/page.html")
+        context = {"s": snapshot, "labels": service.IMPACT_WORDS}
+        if fragment:
+            body = "".join(template.blocks["live"](template.new_context(context)))
+        else:
+            body = template.render(context)
+        item = cache.put(key, body.encode(), "text/html; charset=utf-8", snapshot.updated_at)
+    return cached_response(request, item, private=private)
+
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def _atom(snapshot: service.StatusSnapshot, base_url: str) -> bytes:
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    ET.SubElement(feed, f"{{{ATOM}}}title").text = snapshot.name
+    ET.SubElement(feed, f"{{{ATOM}}}id").text = f"{base_url}status"
+    ET.SubElement(feed, f"{{{ATOM}}}updated").text = snapshot.updated_at.isoformat()
+    ET.SubElement(feed, f"{{{ATOM}}}link", href=f"{base_url}status")
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=f"{base_url}status/feed.atom")
+    for incident in snapshot.active + snapshot.history:
+        for update in incident.updates:
+            entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
+            ET.SubElement(entry, f"{{{ATOM}}}title").text = f"{incident.title}: {update.status.title()}"
+            ET.SubElement(entry, f"{{{ATOM}}}id").text = f"urn:icc:status:{incident.id}:{update.id}"
+            ET.SubElement(entry, f"{{{ATOM}}}updated").text = update.posted_at.isoformat()
+            ET.SubElement(entry, f"{{{ATOM}}}link", href=f"{base_url}status#incident-{incident.id}")
+            ET.SubElement(entry, f"{{{ATOM}}}content", type="text").text = update.body
+            author = ET.SubElement(entry, f"{{{ATOM}}}author")
+            ET.SubElement(author, f"{{{ATOM}}}name").text = snapshot.name
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+@router.get("/status/feed.atom")
+async def status_feed(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
+    """Public updates as an Atom feed."""
+    private = check_access(principal)
+    cache = request.app.state.status_cache
+    item = cache.get("atom")
+    if item is None:
+        snapshot = await service.status_snapshot(session)
+        body = _atom(snapshot, str(request.base_url))
+        item = cache.put("atom", body, "application/atom+xml", snapshot.updated_at)
+    return cached_response(request, item, private=private)
+
+
+@router.post("/incidents/{ref}/updates")
+async def post_update(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    body: Text = "",
+    audience: Annotated[str, Form(max_length=10)] = "public",
+    status: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    await service.post_update(
+        session, actor=user, ref=ref, body=body, public=audience == "public", status=status or None
+    )
+    return await after_incident_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/impacts")
+async def set_impact(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: str,
+    component: Annotated[str, Form(max_length=64)] = "",
+    impact: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    await service.set_impact(session, actor=user, ref=ref, component=component, impact=impact)
+    return await after_incident_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/public-title")
+async def set_public_title(
+    request: Request, session: SessionDep, user: CurrentUser, ref: str, public_title: Text = ""
+) -> Response:
+    await service.set_public_title(session, actor=user, ref=ref, public_title=public_title)
+    return await after_incident_change(request, session, ref)

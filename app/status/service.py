@@ -1,0 +1,365 @@
+"""Stakeholder communication: updates, impact per component, and the public status snapshot.
+
+Nothing internal leaves through the snapshot: no internal titles, timeline, roles, people,
+action runs or internal updates. An incident is public only while it affects a component.
+"""
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app import clock
+from app.auth.models import User
+from app.config import get_policy, get_settings
+from app.errors import InvalidInput, NotFound, NotPermitted
+from app.incidents import service as incidents
+from app.incidents import timers
+from app.incidents.models import Incident, RoleAssignment
+from app.status.config import Component, StatusConfig, get_status_config
+from app.status.models import IMPACTS, CommsUpdate, IncidentImpact
+
+IMPACT_RANK = {impact: rank for rank, impact in enumerate(IMPACTS)}
+SEVERITY_IMPACT = {
+    "SEV1": "major_outage",
+    "SEV2": "partial_outage",
+    "SEV3": "degraded_performance",
+    "SEV4": "none",
+}
+PUBLIC_STATUS = {
+    "triage": "investigating",
+    "investigating": "investigating",
+    "identified": "identified",
+    "monitoring": "monitoring",
+    "resolved": "resolved",
+}
+IMPACT_WORDS = {
+    "none": "operational",
+    "degraded_performance": "slower than usual",
+    "partial_outage": "partially down",
+    "major_outage": "down",
+}
+INDICATOR = {
+    "none": "none",
+    "degraded_performance": "minor",
+    "partial_outage": "major",
+    "major_outage": "critical",
+}
+MAX_UPDATE = 5_000
+HISTORY_DAYS = 14
+UPTIME_DAYS = 90
+
+
+# ---------------------------------------------------------------- writes
+
+
+async def _require_comms_role(session: AsyncSession, incident: Incident, actor: User) -> None:
+    incidents.require_responder(actor)
+    holder_roles = set(
+        await session.scalars(
+            select(RoleAssignment.role).where(
+                RoleAssignment.incident_id == incident.id,
+                RoleAssignment.user_id == actor.id,
+                RoleAssignment.ended_at.is_(None),
+                RoleAssignment.role.in_(("incident_commander", "comms_lead")),
+            )
+        )
+    )
+    if not holder_roles:
+        raise NotPermitted(
+            "Only the Comms Lead or the Incident Commander posts updates. Take one of those roles first."
+        )
+
+
+async def post_update(
+    session: AsyncSession,
+    *,
+    actor: User,
+    ref: str,
+    body: str,
+    public: bool,
+    status: str | None = None,
+) -> CommsUpdate:
+    """Post a stakeholder update (public or internal); it resets the update timer and may move
+    the incident's status in the same transaction."""
+    body = incidents.clean_text(body, field="body", label="The update", max_len=MAX_UPDATE, required=True)
+    incident = await incidents.lock_incident(session, ref)
+    await _require_comms_role(session, incident, actor)
+    if status and status != incident.status:
+        await incidents.apply_status(session, incident=incident, actor=actor, status=status, reason="")
+    now = clock.now()
+    incident.last_update_at = now
+    if incident.resolved_at is None:
+        incident.update_due_at = timers.update_deadline(get_policy().severity(incident.severity), now)
+    update = CommsUpdate(
+        incident_id=incident.id,
+        body=body,
+        public=public,
+        status=PUBLIC_STATUS[incident.status],
+        author_id=actor.id,
+        posted_at=now,
+    )
+    session.add(update)
+    audience = "Public" if public else "Internal"
+    incidents.record_entry(session, incident, actor, "update", f"{audience} update: {body}", at=now)
+    await session.commit()
+    return update
+
+
+async def set_impact(session: AsyncSession, *, actor: User, ref: str, component: str, impact: str) -> None:
+    """Set how an incident affects one component of the status page."""
+    incidents.require_responder(actor)
+    config = get_status_config()
+    target = config.component(component)
+    if target is None:
+        raise InvalidInput(f"No status component {component!r}.", field="component")
+    if impact not in IMPACTS:
+        raise InvalidInput(f"Impact must be one of {', '.join(IMPACTS)}.", field="impact")
+    incident = await incidents.lock_incident(session, ref)
+    now = clock.now()
+    row = await session.get(IncidentImpact, (incident.id, component))
+    if row is None:
+        session.add(
+            IncidentImpact(
+                incident_id=incident.id, component=component, impact=impact, set_at=now, set_by_id=actor.id
+            )
+        )
+    else:
+        row.impact, row.set_at, row.set_by_id = impact, now, actor.id
+    words = IMPACT_WORDS[impact]
+    incidents.record_entry(
+        session, incident, actor, "impact", f"Status page: {target.name} is {words}.", at=now
+    )
+    await session.commit()
+
+
+async def set_public_title(session: AsyncSession, *, actor: User, ref: str, public_title: str) -> None:
+    """Name the incident for stakeholders (the internal title never leaves)."""
+    incidents.require_responder(actor)
+    title = incidents.clean_text(
+        public_title, field="public_title", label="The public title", max_len=200, required=False
+    )
+    incident = await incidents.lock_incident(session, ref)
+    incident.public_title = title or None
+    text = f"Public title: {title}" if title else "Public title cleared."
+    incidents.record_entry(session, incident, actor, "impact", text, at=clock.now())
+    await session.commit()
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def list_updates(session: AsyncSession, *, ref: str) -> list[CommsUpdate]:
+    """Every update of an incident, public and internal, newest first (for responders)."""
+    incident_id = await session.scalar(select(Incident.id).where(Incident.ref == ref))
+    if incident_id is None:
+        raise NotFound(f"No incident {ref}.")
+    rows = await session.scalars(
+        select(CommsUpdate)
+        .where(CommsUpdate.incident_id == incident_id)
+        .options(selectinload(CommsUpdate.author))
+        .order_by(CommsUpdate.posted_at.desc(), CommsUpdate.id.desc())
+    )
+    return list(rows)
+
+
+async def impacts_of(session: AsyncSession, *, incident: Incident) -> dict[str, str]:
+    """Component → impact for one incident, as the status page will show it (none omitted)."""
+    rows = await session.scalars(select(IncidentImpact).where(IncidentImpact.incident_id == incident.id))
+    explicit = {row.component: row.impact for row in rows}
+    return effective_impacts(incident, explicit, get_status_config())
+
+
+def effective_impacts(incident: Incident, explicit: dict[str, str], config: StatusConfig) -> dict[str, str]:
+    """Component → impact: what a responder set, else what the severity implies for the
+    components whose services the incident names. `none` entries are dropped."""
+    implied = SEVERITY_IMPACT.get(incident.severity, "degraded_performance")
+    impacts = {c.key: implied for c in config.components if set(c.services) & set(incident.services)}
+    impacts.update(explicit)
+    return {key: impact for key, impact in impacts.items() if impact != "none"}
+
+
+@dataclass(frozen=True)
+class PublicUpdate:
+    id: str
+    status: str
+    body: str
+    posted_at: datetime
+
+
+@dataclass(frozen=True)
+class PublicIncident:
+    id: str
+    title: str
+    status: str
+    impact: str
+    components: list[tuple[Component, str]]
+    started_at: datetime
+    resolved_at: datetime | None
+    monitoring_at: datetime | None
+    updated_at: datetime
+    next_update_by: datetime | None
+    updates: list[PublicUpdate]
+
+    @property
+    def latest(self) -> PublicUpdate | None:
+        return self.updates[0] if self.updates else None
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    component: Component
+    status: str
+    uptime: list[tuple[date, str]] = field(default_factory=list)
+
+    @property
+    def words(self) -> str:
+        return IMPACT_WORDS[self.status] if self.status != "none" else "operational"
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    name: str
+    sentence: str
+    indicator: str
+    worst: str
+    components: list[ComponentStatus]
+    active: list[PublicIncident]
+    history: list[PublicIncident]
+    updated_at: datetime
+
+    @property
+    def groups(self) -> dict[str, list[ComponentStatus]]:
+        grouped: dict[str, list[ComponentStatus]] = defaultdict(list)
+        for c in self.components:
+            grouped[c.component.group].append(c)
+        return dict(grouped)
+
+
+def public_id(ref: str) -> str:
+    """An opaque id for the outside: the internal reference does not leave."""
+    return hashlib.sha256((get_settings().secret_key + ref).encode()).hexdigest()[:12]
+
+
+def _title(incident: Incident, affected: list[tuple[Component, str]]) -> str:
+    if incident.public_title:
+        return incident.public_title
+    names = [c.name for c, _ in affected]
+    if not names:
+        return "Service disruption"
+    if len(names) == 1:
+        return f"{names[0]} disruption"
+    return f"{', '.join(names[:-1])} and {names[-1]} disruption"
+
+
+def _sentence(statuses: list[ComponentStatus], worst: str) -> str:
+    affected = sorted(
+        (c for c in statuses if c.status != "none"),
+        key=lambda c: (-IMPACT_RANK[c.status], c.component.position),
+    )
+    if not affected:
+        return "All systems operational"
+    phrases = [f"{c.component.name} is {IMPACT_WORDS[c.status]}" for c in affected]
+    if len(phrases) <= 2:
+        return " and ".join(phrases)
+    return f"{phrases[0]}, and {len(phrases) - 1} other services are affected"
+
+
+async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
+    """Everything the status page, its JSON and its feed show, computed in a few queries."""
+    config = get_status_config()
+    now = clock.now()
+    window_start = now - timedelta(days=UPTIME_DAYS)
+    candidates = list(
+        await session.scalars(
+            select(Incident).where(or_(Incident.resolved_at.is_(None), Incident.resolved_at >= window_start))
+        )
+    )
+    ids = [i.id for i in candidates]
+    explicit: dict[int, dict[str, str]] = defaultdict(dict)
+    updates: dict[int, list[CommsUpdate]] = defaultdict(list)
+    if ids:
+        for row in await session.scalars(select(IncidentImpact).where(IncidentImpact.incident_id.in_(ids))):
+            explicit[row.incident_id][row.component] = row.impact
+        history_start = now - timedelta(days=HISTORY_DAYS)
+        for update in await session.scalars(
+            select(CommsUpdate)
+            .where(
+                CommsUpdate.incident_id.in_(ids), CommsUpdate.public, CommsUpdate.posted_at >= history_start
+            )
+            .order_by(CommsUpdate.posted_at.desc(), CommsUpdate.id.desc())
+        ):
+            updates[update.incident_id].append(update)
+    by_key = {c.key: c for c in config.components}
+    worst_now: dict[str, str] = {}
+    down_days: dict[str, dict[date, str]] = defaultdict(dict)
+    active: list[PublicIncident] = []
+    history: list[PublicIncident] = []
+    for incident in candidates:
+        impacts = effective_impacts(incident, explicit[incident.id], config)
+        affected = [(by_key[k], v) for k, v in impacts.items() if k in by_key]
+        if not affected:
+            continue
+        affected.sort(key=lambda pair: pair[0].position)
+        worst = max((v for _, v in affected), key=IMPACT_RANK.__getitem__)
+        end = incident.resolved_at or now
+        day = max(incident.declared_at, window_start).date()
+        while day <= end.date():
+            for component, impact in affected:
+                previous = down_days[component.key].get(day, "none")
+                down_days[component.key][day] = max(previous, impact, key=IMPACT_RANK.__getitem__)
+            day += timedelta(days=1)
+        public = PublicIncident(
+            id=public_id(incident.ref),
+            title=_title(incident, affected),
+            status=PUBLIC_STATUS[incident.status],
+            impact=INDICATOR[worst],
+            components=affected,
+            started_at=incident.declared_at,
+            resolved_at=incident.resolved_at,
+            monitoring_at=incident.mitigated_at,
+            updated_at=max(
+                [incident.declared_at, incident.resolved_at or incident.declared_at]
+                + [u.posted_at for u in updates[incident.id]]
+            ),
+            next_update_by=None if incident.resolved_at else incident.update_due_at,
+            updates=[
+                PublicUpdate(public_id(f"{incident.ref}/{u.id}"), u.status, u.body, u.posted_at)
+                for u in updates[incident.id]
+            ],
+        )
+        if incident.resolved_at is None:
+            active.append(public)
+            for component, impact in affected:
+                previous = worst_now.get(component.key, "none")
+                worst_now[component.key] = max(previous, impact, key=IMPACT_RANK.__getitem__)
+        elif incident.resolved_at >= now - timedelta(days=HISTORY_DAYS):
+            history.append(public)
+    days = [(now - timedelta(days=n)).date() for n in range(UPTIME_DAYS - 1, -1, -1)]
+    statuses = [
+        ComponentStatus(c, worst_now.get(c.key, "none"), [(d, down_days[c.key].get(d, "none")) for d in days])
+        for c in config.components
+    ]
+    worst = max([s.status for s in statuses] or ["none"], key=IMPACT_RANK.__getitem__)
+    active.sort(
+        key=lambda i: (
+            -IMPACT_RANK[max((v for _, v in i.components), key=IMPACT_RANK.__getitem__)],
+            i.started_at,
+        )
+    )
+    history.sort(key=lambda i: i.resolved_at or now, reverse=True)
+    touched = [i.updated_at for i in active + history]
+    return StatusSnapshot(
+        name=config.name,
+        sentence=_sentence(statuses, worst),
+        indicator=INDICATOR[worst],
+        worst=worst,
+        components=statuses,
+        active=active,
+        history=history,
+        updated_at=max(touched) if touched else now.replace(hour=0, minute=0, second=0, microsecond=0),
+    )
