@@ -1,0 +1,1 @@
+"""Remediation webhooks: the catalog, confirm-before-execute runs and the executor."""
