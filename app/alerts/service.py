@@ -1,0 +1,966 @@
+"""Alert ingestion: every rule about alerts lives here, for the senders, the pages and the API.
+
+A delivery goes: source -> rate limit (a counter row in PostgreSQL) -> credentials -> JSON ->
+the sender's adapter -> one transaction that upserts every alert on (source, dedup_key) and
+writes the timeline entries of alerts already on an incident -> routing of newly firing alerts
+(declare, attach, or leave for triage). A refused delivery (4xx) is rolled back whole and kept
+as a dead letter, credentials masked, for an admin to inspect and replay.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, delete, func, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app import clock
+from app.alerts import adapters
+from app.alerts.adapters import InvalidPayload, NormalisedAlert
+from app.alerts.config import AlertConfig, Route, Source
+from app.alerts.models import Alert, AlertDeadLetter, AlertRateWindow, AlertSignatureSeen
+from app.auth import service as accounts
+from app.auth.models import User
+from app.config import get_policy
+from app.errors import Conflict, DomainError, InvalidInput, NotAuthenticated, NotFound, NotPermitted
+from app.incidents import service as incidents
+from app.incidents.models import Incident
+
+BOT_EMAIL = "alerts@icc.invalid"
+BOT_NAME = "Alert ingestion"
+TIMESTAMP_HEADER = "X-ICC-Timestamp"
+SIGNATURE_HEADER = "X-ICC-Signature"
+MASK = "***"
+SECRET_HEADER = re.compile(r"auth|token|secret|signature|key|cookie|password", re.IGNORECASE)
+MAX_DEAD_LETTER_BODY = 1024 * 1024
+STATUS_LABELS = {"firing": "Firing", "resolved": "Resolved"}
+
+
+class RateLimited(DomainError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnknownSource(NotFound):
+    code = "unknown_source"
+
+
+class BadJson(DomainError):
+    status_code = 400
+    code = "invalid_json"
+
+
+class BadCredentials(NotAuthenticated):
+    code = "bad_credentials"
+
+
+class Replayed(Conflict):
+    code = "replayed"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What a delivery did: the alerts it touched (ids in payload order) and their dedup keys."""
+
+    source: str
+    alert_ids: list[int]
+    dedup_keys: list[str]
+    incidents: list[str]
+
+
+@dataclass(frozen=True)
+class _Upserted:
+    alert_id: int
+    inserted: bool
+    previous_status: str | None
+    status: str
+    incident_id: int | None
+    route_action: str
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _md(text: str) -> str:
+    """Alert text inside a timeline entry stays text: markdown punctuation is escaped."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", " ".join(text.split()))[:300]
+
+
+async def alert_bot(session: AsyncSession) -> User:
+    """The account that alert-made timeline entries and incidents are written as."""
+    return await accounts.service_account(session, email=BOT_EMAIL, name=BOT_NAME)
+
+
+def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Request headers as kept in a dead letter: credentials replaced, the scheme kept."""
+    out = {}
+    for name, value in headers.items():
+        if SECRET_HEADER.search(name):
+            scheme = value.split(" ", 1)[0] if " " in value else ""
+            out[name] = f"{scheme} {MASK}".strip()
+        else:
+            out[name] = value[:1000]
+    return out
+
+
+def _masked_body(kind: str, body: bytes) -> str:
+    text = body[:MAX_DEAD_LETTER_BODY].decode("utf-8", "replace").replace("\x00", "\ufffd")
+    if kind == "pagerduty":
+        # The routing key is PagerDuty's credential: keep its last four characters only.
+        text = re.sub(
+            r'("routing_key"\s*:\s*")([^"]*)(")',
+            lambda m: m.group(1) + MASK + m.group(2)[-4:] + m.group(3),
+            text,
+        )
+    return text
+
+
+def route_for(config: AlertConfig, source: str, labels: dict[str, str]) -> Route | None:
+    """The first routing rule whose matchers all hold, or None (left for triage)."""
+    return next((r for r in config.routes if r.matches(source, labels)), None)
+
+
+def _incident_severity(config: AlertConfig, route: Route | None, severity: str) -> str:
+    keys = list(get_policy().severities)
+    if route and route.severity:
+        return route.severity
+    mapped = config.severity_map.get(severity.lower())
+    if mapped in keys:
+        return mapped
+    return "SEV3" if "SEV3" in keys else keys[-1]
+
+
+def _route_labels(alert: NormalisedAlert) -> dict[str, str]:
+    return {"severity": alert.severity, **alert.labels}
+
+
+# ---------------------------------------------------------------- the delivery
+
+
+def find_source(config: AlertConfig, *, kind: str, name: str | None, payload: object = None) -> Source:
+    """The configured source a delivery is for, or UnknownSource naming what is configured."""
+    if name is None and kind == "pagerduty" and isinstance(payload, dict):
+        key = payload.get("routing_key")
+        for source in config.sources.values():
+            if source.kind == "pagerduty" and isinstance(key, str) and key in source.routing_keys:
+                return source
+    source = config.source(name or kind)
+    if source is None or source.kind != kind:
+        names = ", ".join(s.name for s in config.sources.values() if s.kind == kind) or "none"
+        raise UnknownSource(f"No {kind} alert source named {name or kind!r} (configured: {names}).")
+    return source
+
+
+async def check_rate_limit(session: AsyncSession, *, source: Source, now: datetime) -> None:
+    """Count a delivery in the source's fixed window (a row per source and window, upserted, so
+    every replica counts in the same place); RateLimited with the seconds to wait beyond it."""
+    epoch = int(now.timestamp())
+    start = epoch - epoch % source.rate_window
+    window_start = datetime.fromtimestamp(start, tz=now.tzinfo)
+    hits = await session.scalar(
+        insert(AlertRateWindow)
+        .values(source=source.name, window_start=window_start, hits=1)
+        .on_conflict_do_update(
+            index_elements=[AlertRateWindow.source, AlertRateWindow.window_start],
+            set_={"hits": AlertRateWindow.hits + 1},
+        )
+        .returning(AlertRateWindow.hits)
+    )
+    if hits == 1:
+        await session.execute(
+            delete(AlertRateWindow).where(
+                AlertRateWindow.source == source.name,
+                AlertRateWindow.window_start < window_start - timedelta(hours=1),
+            )
+        )
+    await session.commit()
+    if hits is not None and hits > source.rate_limit:
+        retry_after = max(1, math.ceil(start + source.rate_window - now.timestamp()))
+        per = "second" if source.rate_window == 1 else "minute"
+        raise RateLimited(
+            f"Source {source.name!r} is over its limit of {source.rate_limit} deliveries per {per}; "
+            f"retry after {retry_after} s.",
+            retry_after=retry_after,
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def check_credentials(source: Source, headers: Mapping[str, str]) -> None:
+    """Alertmanager and Grafana: a bearer token or HTTP basic auth, compared in constant time."""
+    sent = _header(headers, "Authorization") or ""
+    scheme, _, value = sent.partition(" ")
+    if source.token and scheme.lower() == "bearer":
+        if hmac.compare_digest(value.strip().encode(), source.token.encode()):
+            return
+        raise BadCredentials(f"The bearer token is not the one configured for source {source.name!r}.")
+    if source.basic_user and scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise BadCredentials("The basic auth header is not valid base64 of user:password.") from None
+        if hmac.compare_digest(user.encode(), source.basic_user.encode()) and hmac.compare_digest(
+            password.encode(), (source.basic_password or "").encode()
+        ):
+            return
+        raise BadCredentials(f"The basic auth user or password is wrong for source {source.name!r}.")
+    wanted = "Authorization: Bearer <token>" if source.token else "HTTP basic auth"
+    raise BadCredentials(f"Source {source.name!r} needs {wanted}.")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The X-ICC-Signature a generic sender puts on a delivery: HMAC-SHA256 of "<ts>.<body>"."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def check_signature(
+    source: Source, headers: Mapping[str, str], body: bytes, *, now: datetime, tolerance: timedelta
+) -> str:
+    """Verify a generic webhook's signature and the freshness of its timestamp; returns the
+    digest that marks this delivery as seen."""
+    assert source.secret is not None
+    timestamp = _header(headers, TIMESTAMP_HEADER)
+    signature = _header(headers, SIGNATURE_HEADER)
+    if not timestamp or not signature:
+        raise BadCredentials(
+            f"A signed delivery needs the {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers."
+        )
+    if not timestamp.strip().isdigit():
+        raise BadCredentials(f"{TIMESTAMP_HEADER} must be the Unix time in seconds.")
+    if not hmac.compare_digest(
+        signature.strip().encode(), sign(source.secret, timestamp.strip(), body).encode()
+    ):
+        raise BadCredentials(
+            f"{SIGNATURE_HEADER} does not match: sign '<timestamp>.<raw body>' with HMAC-SHA256 "
+            f"and the secret of source {source.name!r}."
+        )
+    age = now.timestamp() - int(timestamp)
+    if abs(age) > tolerance.total_seconds():
+        raise BadCredentials(
+            f"{TIMESTAMP_HEADER} is {int(abs(age))} s {'old' if age > 0 else 'in the future'}; "
+            f"at most {int(tolerance.total_seconds())} s is accepted (replay protection)."
+        )
+    return hashlib.sha256(signature.strip().encode()).hexdigest()
+
+
+def parse_body(body: bytes) -> object:
+    """The delivery as JSON, or BadJson saying where it breaks."""
+    if not body.strip():
+        raise BadJson("The body is empty: send the alert payload as JSON.")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise BadJson("The body is not UTF-8 text.") from None
+    except json.JSONDecodeError as exc:
+        raise BadJson(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+
+
+def normalise(source: Source, payload: object) -> list[NormalisedAlert]:
+    """The delivery's alerts in our shape, or InvalidPayload naming the first problem."""
+    adapters.check_storable(payload)
+    if source.kind == "alertmanager":
+        return adapters.parse_alertmanager(payload)
+    if source.kind == "grafana":
+        return adapters.parse_grafana(payload)
+    if source.kind == "pagerduty":
+        event = adapters.parse_pagerduty(payload)
+        assert isinstance(payload, dict)
+        if payload.get("routing_key") not in source.routing_keys:
+            raise BadCredentials(f"routing_key is not an integration key of source {source.name!r}.")
+        return [event]
+    return adapters.parse_generic(payload, source)
+
+
+async def ingest_delivery(
+    session: AsyncSession,
+    *,
+    config: AlertConfig,
+    kind: str,
+    source_name: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> IngestResult:
+    """Accept one delivery from a monitoring system, or refuse it with a 4xx and keep it as a
+    dead letter (a 429 is not kept: the sender retries it)."""
+    now = clock.now()
+    try:
+        payload: object = None
+        if kind == "pagerduty" and source_name is None:
+            try:
+                payload = parse_body(body)
+            except BadJson:
+                payload = None
+        source = find_source(config, kind=kind, name=source_name, payload=payload)
+        await check_rate_limit(session, source=source, now=now)
+        digest = None
+        if kind in ("alertmanager", "grafana"):
+            check_credentials(source, headers)
+        elif kind == "generic":
+            digest = check_signature(source, headers, body, now=now, tolerance=config.signature_tolerance)
+        payload = parse_body(body)
+        found = normalise(source, payload)
+        if digest is not None:
+            await _mark_signature_seen(session, digest=digest, now=now, tolerance=config.signature_tolerance)
+    except RateLimited:
+        raise
+    except DomainError as exc:
+        await session.rollback()
+        await _dead_letter(
+            session, source=source_name or kind, kind=kind, exc=exc, headers=headers, body=body
+        )
+        raise
+    return await store_alerts(session, config=config, source=source, alerts=found, now=now)
+
+
+async def _mark_signature_seen(
+    session: AsyncSession, *, digest: str, now: datetime, tolerance: timedelta
+) -> None:
+    await session.execute(delete(AlertSignatureSeen).where(AlertSignatureSeen.seen_at < now - 2 * tolerance))
+    fresh = await session.scalar(
+        insert(AlertSignatureSeen)
+        .values(digest=digest, seen_at=now)
+        .on_conflict_do_nothing()
+        .returning(AlertSignatureSeen.digest)
+    )
+    if fresh is None:
+        raise Replayed("This signed delivery was already accepted (same signature): a replay is refused.")
+
+
+async def _dead_letter(
+    session: AsyncSession,
+    *,
+    source: str,
+    kind: str,
+    exc: DomainError,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> None:
+    session.add(
+        AlertDeadLetter(
+            received_at=clock.now(),
+            source=source[:64],
+            kind=kind[:16],
+            status_code=exc.status_code,
+            reason=exc.message,
+            headers=masked_headers(headers),
+            body=_masked_body(kind, body),
+        )
+    )
+    await session.commit()
+
+
+# ---------------------------------------------------------------- storing and routing
+
+
+async def _upsert(
+    session: AsyncSession, *, config: AlertConfig, source: Source, alert: NormalisedAlert, now: datetime
+) -> _Upserted:
+    route = route_for(config, source.name, _route_labels(alert))
+    service = None
+    if route is not None:
+        service = route.service or adapters.service_name(alert.labels.get(route.service_label))
+    resolved_at = (alert.ends_at or now) if alert.status == "resolved" else None
+    acknowledged = now if alert.event == "acknowledge" else None
+    values = {
+        "source": source.name,
+        "kind": source.kind,
+        "dedup_key": alert.dedup_key,
+        "fingerprint": alert.fingerprint,
+        "group_key": alert.group_key,
+        "status": alert.status,
+        "title": alert.title,
+        "severity": alert.severity,
+        "service": service,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "links": alert.links,
+        "raw": alert.raw,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "first_received_at": now,
+        "last_received_at": now,
+        "resolved_at": resolved_at,
+        "delivery_count": 1,
+        "route_action": route.action if route else "triage",
+        "incident_severity": _incident_severity(config, route, alert.severity),
+        "acknowledged_at": acknowledged,
+        "acknowledged_by_sender": acknowledged is not None,
+    }
+    statement = insert(Alert).values(**values)
+    new = statement.excluded
+    refired = and_(Alert.status == "resolved", new.status == "firing")
+    set_: dict[str, object] = {
+        "previous_status": Alert.status,
+        "status": new.status,
+        "ends_at": new.ends_at,
+        "last_received_at": new.last_received_at,
+        "delivery_count": Alert.delivery_count + 1,
+        "resolved_at": case(
+            (new.status == "resolved", func.coalesce(Alert.resolved_at, new.resolved_at)), else_=None
+        ),
+        "acknowledged_at": case(
+            (refired, new.acknowledged_at), else_=func.coalesce(Alert.acknowledged_at, new.acknowledged_at)
+        ),
+        "acknowledged_by_id": case((refired, None), else_=Alert.acknowledged_by_id),
+        "acknowledged_by_sender": case(
+            (refired, new.acknowledged_by_sender),
+            else_=Alert.acknowledged_by_sender | new.acknowledged_by_sender,
+        ),
+    }
+    has_details = alert.event in (None, "trigger") or bool(alert.raw.get("payload"))
+    if alert.event == "acknowledge":
+        set_["status"] = Alert.status  # PagerDuty's acknowledge changes who knows, not whether it fires
+        set_["ends_at"] = Alert.ends_at
+        set_["resolved_at"] = Alert.resolved_at
+    if has_details:
+        for name in ("fingerprint", "group_key", "title", "severity", "service", "labels", "annotations",
+                     "links", "raw", "route_action", "incident_severity"):  # fmt: skip
+            set_[name] = getattr(new, name)
+        set_["starts_at"] = func.coalesce(new.starts_at, Alert.starts_at)
+    if "route_action" in set_:
+        # A person's unlink keeps an alert in triage: a repeat delivery must not route it again.
+        set_["route_action"] = case(
+            (Alert.unlinked_at.is_not(None), Alert.route_action), else_=new.route_action
+        )
+    row = (
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Alert.source, Alert.dedup_key], set_=set_
+            ).returning(
+                Alert.id,
+                Alert.previous_status,
+                Alert.status,
+                Alert.incident_id,
+                Alert.route_action,
+                literal_column("(xmax = 0)").label("inserted"),
+            )
+        )
+    ).one()
+    return _Upserted(
+        alert_id=row.id,
+        inserted=bool(row.inserted),
+        previous_status=None if row.inserted else row.previous_status,
+        status=row.status,
+        incident_id=row.incident_id,
+        route_action=row.route_action,
+    )
+
+
+async def store_alerts(
+    session: AsyncSession,
+    *,
+    config: AlertConfig,
+    source: Source,
+    alerts: list[NormalisedAlert],
+    now: datetime,
+) -> IngestResult:
+    """Upsert the alerts (one row per source and dedup key) and route the newly firing ones."""
+    by_key: dict[str, NormalisedAlert] = {}
+    for alert in alerts:
+        by_key[alert.dedup_key] = alert  # the same alert twice in one delivery: the last one wins
+    bot = await alert_bot(session)
+    results: dict[str, _Upserted] = {}
+    # Sorted, so two deliveries touching the same alerts lock their rows in the same order.
+    for key in sorted(by_key):
+        results[key] = await _upsert(session, config=config, source=source, alert=by_key[key], now=now)
+    to_route = []
+    for key in sorted(by_key):
+        done = results[key]
+        changed = done.previous_status is not None and done.previous_status != done.status
+        if done.incident_id is not None:
+            incident = await session.get(Incident, done.incident_id)
+            assert incident is not None
+            if changed and done.status == "resolved":
+                await _record_resolved(session, incident=incident, bot=bot, alert_id=done.alert_id, now=now)
+            elif changed and done.status == "firing":
+                if incident.resolved_at is None:
+                    _record(session, incident, bot, by_key[key], done.alert_id, "Firing again", source, now)
+                else:
+                    to_route.append(key)
+        elif done.status == "firing" and done.route_action != "triage":
+            to_route.append(key)
+    await session.commit()
+    refs: list[str] = []
+    for key in to_route:
+        ref = await _route_alert(
+            session, config=config, source=source, alert=by_key[key], alert_id=results[key].alert_id, bot=bot
+        )
+        if ref and ref not in refs:
+            refs.append(ref)
+    return IngestResult(
+        source=source.name,
+        alert_ids=[results[a.dedup_key].alert_id for a in alerts],
+        dedup_keys=[a.dedup_key for a in alerts],
+        incidents=refs,
+    )
+
+
+def _record(
+    session: AsyncSession,
+    incident: Incident,
+    bot: User,
+    alert: NormalisedAlert,
+    alert_id: int,
+    what: str,
+    source: Source,
+    now: datetime,
+) -> None:
+    severity = f", {_md(alert.severity)}" if alert.severity else ""
+    incidents.record_entry(
+        session,
+        incident,
+        bot,
+        "alert",
+        f"{what}: {_md(alert.title)} ({source.name}{severity}, [alert {alert_id}](/alerts/{alert_id}))",
+        at=now,
+    )
+
+
+async def _record_resolved(
+    session: AsyncSession, *, incident: Incident, bot: User, alert_id: int, now: datetime
+) -> None:
+    alert = await session.get(Alert, alert_id)
+    assert alert is not None
+    await session.refresh(alert)
+    firing = await session.scalar(
+        select(func.count())
+        .select_from(Alert)
+        .where(Alert.incident_id == incident.id, Alert.status == "firing")
+    )
+    tail = ""
+    if not firing and incident.resolved_at is None and incident.declared_by_id == bot.id:
+        tail = " Every alert of this incident is resolved: the IC decides whether to resolve it."
+    incidents.record_entry(
+        session,
+        incident,
+        bot,
+        "alert",
+        f"Resolved: {_md(alert.title)} ({alert.source}, [alert {alert_id}](/alerts/{alert_id})).{tail}",
+        at=now,
+    )
+
+
+async def _open_incident_for(
+    session: AsyncSession,
+    *,
+    source: Source,
+    alert: NormalisedAlert,
+    alert_id: int,
+    service: str | None,
+    by_service: bool,
+) -> Incident | None:
+    if alert.group_key:
+        found = await session.scalar(
+            select(Incident)
+            .join(Alert, Alert.incident_id == Incident.id)
+            .where(
+                Alert.source == source.name,
+                Alert.group_key == alert.group_key,
+                Alert.id != alert_id,
+                Incident.resolved_at.is_(None),
+            )
+            .order_by(Incident.id.desc())
+            .limit(1)
+        )
+        if found is not None:
+            return found
+    if by_service and service:
+        return await session.scalar(
+            select(Incident)
+            .where(Incident.resolved_at.is_(None), Incident.services.contains([service]))
+            .order_by(Incident.id.desc())
+            .limit(1)
+        )
+    return None
+
+
+async def _route_alert(
+    session: AsyncSession,
+    *,
+    config: AlertConfig,
+    source: Source,
+    alert: NormalisedAlert,
+    alert_id: int,
+    bot: User,
+) -> str | None:
+    """Attach a firing alert to an open incident, or declare one; None when left for triage."""
+    row = await session.get(Alert, alert_id)
+    assert row is not None
+    await session.refresh(row)
+    if row.status != "firing" or row.route_action == "triage":
+        return None
+    old_incident = row.incident_id
+    if old_incident is not None:
+        linked = await session.get(Incident, old_incident)
+        if linked is not None and linked.resolved_at is None:
+            return linked.ref  # routed meanwhile
+    incident = await _open_incident_for(
+        session, source=source, alert=alert, alert_id=alert_id, service=row.service,
+        by_service=row.route_action == "attach",
+    )  # fmt: skip
+    opened = False
+    if incident is None:
+        if row.route_action != "declare":
+            await session.commit()
+            return None
+        incident = await _declare_for(session, source=source, row=row, bot=bot)
+        bot = await alert_bot(session)  # loaded again: a lost race in declare_incident rolled back
+        opened = incident.declared_by_id == bot.id
+    claimed = await session.scalar(
+        update(Alert)
+        .where(
+            Alert.id == alert_id,
+            or_(Alert.incident_id.is_(None), Alert.incident_id == old_incident),
+        )
+        .values(incident_id=incident.id, opened_incident=opened)
+        .returning(Alert.id)
+    )
+    if claimed is None:
+        await session.rollback()  # another delivery routed it first
+        return None
+    what = "Opened by alert" if opened else "Firing"
+    _record(session, incident, bot, alert, alert_id, what, source, clock.now())
+    ref = incident.ref
+    await session.commit()
+    return ref
+
+
+async def _declare_for(session: AsyncSession, *, source: Source, row: Alert, bot: User) -> Incident:
+    group = row.group_key or row.dedup_key
+    last = await session.scalar(
+        select(func.max(Incident.id))
+        .join(Alert, Alert.incident_id == Incident.id)
+        .where(
+            Alert.source == source.name,
+            func.coalesce(Alert.group_key, Alert.dedup_key) == group,
+            Incident.resolved_at.is_not(None),
+        )
+    )
+    # Concurrent deliveries for one group compute the same key (it changes only when one of the
+    # group's incidents is resolved), so declare_incident's unique client_key makes them one.
+    client_key = (
+        "alert:" + hashlib.sha256(f"{source.name}\x1f{group}".encode()).hexdigest()[:40] + f":{last or 0}"
+    )
+    severity = row.incident_severity or "SEV3"
+    service = row.service
+    title = row.title if len(row.title) <= incidents.MAX_TITLE else row.title[: incidents.MAX_TITLE - 1] + "…"
+    summary = f"Declared by alert {row.id} from {source.name}: {row.title}"[: incidents.MAX_SUMMARY]
+    incident = await incidents.declare_incident(
+        session,
+        actor=bot,
+        title=title,
+        severity=severity,
+        summary=_md(summary),
+        services=[service] if service else None,
+        client_key=client_key,
+    )
+    if incident.resolved_at is not None:
+        # The key of an earlier, resolved incident (its alert was unlinked by hand): a fresh one.
+        fresh_key = f"{client_key[:48]}:{row.id}:{clock.now().timestamp():.0f}"
+        incident = await incidents.declare_incident(
+            session, actor=bot, title=title, severity=severity, summary=_md(summary),
+            services=[service] if service else None, client_key=fresh_key,
+        )  # fmt: skip
+    return incident
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def get_alert(session: AsyncSession, *, alert_id: int) -> Alert:
+    """One alert with its incident and who acknowledged it, or NotFound."""
+    alert = await session.scalar(
+        select(Alert)
+        .where(Alert.id == alert_id)
+        .options(selectinload(Alert.incident), selectinload(Alert.acknowledged_by))
+    )
+    if alert is None:
+        raise NotFound(f"No alert {alert_id}.")
+    return alert
+
+
+async def list_alerts(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    service: str | None = None,
+    since: datetime | None = None,
+    incident: str | None = None,
+    unrouted: bool = False,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> tuple[list[Alert], int | None]:
+    """Alerts, most recently received first, filtered; `cursor` is the last id seen."""
+    query = select(Alert).options(selectinload(Alert.incident), selectinload(Alert.acknowledged_by))
+    if status:
+        if status not in STATUS_LABELS:
+            raise InvalidInput(f"Unknown alert status {status!r}: use firing or resolved.", field="status")
+        query = query.where(Alert.status == status)
+    if source:
+        query = query.where(Alert.source == source.strip())
+    if service:
+        query = query.where(Alert.service == service.strip().lower())
+    if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInput(
+                "since: give a time with an offset, such as 2026-11-23T14:00:00Z.", field="since"
+            )
+        query = query.where(Alert.last_received_at >= since)
+    if incident:
+        query = query.join(Incident, Incident.id == Alert.incident_id).where(Incident.ref == incident.strip())
+    if unrouted:
+        query = query.where(Alert.incident_id.is_(None), Alert.status == "firing")
+    if cursor is not None:
+        query = query.where(Alert.id < cursor)
+    found = list(await session.scalars(query.order_by(Alert.id.desc()).limit(limit + 1)))
+    next_cursor = found[limit - 1].id if len(found) > limit else None
+    return found[:limit], next_cursor
+
+
+async def count_unrouted(session: AsyncSession) -> int:
+    """Firing alerts on no incident: the triage queue."""
+    return (
+        await session.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(Alert.incident_id.is_(None), Alert.status == "firing")
+        )
+    ) or 0
+
+
+async def list_sources(session: AsyncSession) -> list[str]:
+    """Source names that have sent alerts."""
+    return list(await session.scalars(select(Alert.source).distinct().order_by(Alert.source)))
+
+
+@dataclass(frozen=True)
+class IncidentAlerts:
+    """The alerts linked to an incident, and whether the IC should be asked to resolve it."""
+
+    alerts: list[Alert]
+    all_resolved: bool
+    auto_declared: bool
+
+    @property
+    def prompt_resolve(self) -> bool:
+        return self.auto_declared and self.all_resolved and bool(self.alerts)
+
+
+async def alerts_of_incident(session: AsyncSession, *, incident: Incident) -> IncidentAlerts:
+    """The incident's alerts, firing first; whether all are resolved on an alert-declared one."""
+    alerts = list(
+        await session.scalars(
+            select(Alert)
+            .where(Alert.incident_id == incident.id)
+            .order_by(Alert.status, Alert.last_received_at.desc())
+            .limit(50)
+        )
+    )
+    bot = await session.scalar(select(User.id).where(func.lower(User.email) == BOT_EMAIL))
+    return IncidentAlerts(
+        alerts=alerts,
+        all_resolved=all(a.status == "resolved" for a in alerts),
+        auto_declared=incident.resolved_at is None and bot is not None and incident.declared_by_id == bot,
+    )
+
+
+# ---------------------------------------------------------------- people's changes
+
+
+async def acknowledge_alert(session: AsyncSession, *, actor: User, alert_id: int) -> Alert:
+    """Someone has seen this alert: who and when are kept; a second acknowledgement is a 409."""
+    incidents.require_responder(actor)
+    now = clock.now()
+    claimed = await session.scalar(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
+        .values(acknowledged_at=now, acknowledged_by_id=actor.id)
+        .returning(Alert.id)
+    )
+    if claimed is None:
+        alert = await get_alert(session, alert_id=alert_id)
+        who = alert.acknowledged_by.name if alert.acknowledged_by else "its sender"
+        raise Conflict(f"Alert {alert_id} was already acknowledged by {who}.")
+    alert = await session.get(Alert, alert_id)
+    assert alert is not None
+    if alert.incident_id is not None:
+        incident = await session.get(Incident, alert.incident_id)
+        assert incident is not None
+        incidents.record_entry(
+            session,
+            incident,
+            actor,
+            "alert",
+            f"Acknowledged [alert {alert_id}](/alerts/{alert_id}): {_md(alert.title)}",
+            at=now,
+        )
+    await session.commit()
+    return await get_alert(session, alert_id=alert_id)
+
+
+async def link_alert(session: AsyncSession, *, actor: User, alert_id: int, ref: str) -> Alert:
+    """Put an alert on an incident by hand (moving it from another one if need be)."""
+    incidents.require_responder(actor)
+    incident = await incidents.lock_incident(session, ref.strip())
+    alert = await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
+    if alert is None:
+        raise NotFound(f"No alert {alert_id}.")
+    if alert.incident_id == incident.id:
+        raise Conflict(f"Alert {alert_id} is already on {incident.ref}.")
+    now = clock.now()
+    if alert.incident_id is not None:
+        previous = await session.get(Incident, alert.incident_id)
+        assert previous is not None
+        incidents.record_entry(
+            session,
+            previous,
+            actor,
+            "alert",
+            f"Moved [alert {alert_id}](/alerts/{alert_id}) to {incident.ref}: {_md(alert.title)}",
+            at=now,
+        )
+    alert.incident_id = incident.id
+    alert.opened_incident = False
+    incidents.record_entry(
+        session,
+        incident,
+        actor,
+        "alert",
+        f"Linked [alert {alert_id}](/alerts/{alert_id}) ({alert.status}): {_md(alert.title)}",
+        at=now,
+    )
+    await session.commit()
+    return await get_alert(session, alert_id=alert_id)
+
+
+async def unlink_alert(session: AsyncSession, *, actor: User, alert_id: int) -> Alert:
+    """Take an alert off its incident; it stays in triage (repeat deliveries do not re-route it)."""
+    incidents.require_responder(actor)
+    alert = await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
+    if alert is None:
+        raise NotFound(f"No alert {alert_id}.")
+    if alert.incident_id is None:
+        raise Conflict(f"Alert {alert_id} is not on an incident.")
+    incident = await session.get(Incident, alert.incident_id)
+    assert incident is not None
+    alert.incident_id = None
+    alert.opened_incident = False
+    alert.route_action = "triage"
+    alert.unlinked_at = clock.now()
+    incidents.record_entry(
+        session,
+        incident,
+        actor,
+        "alert",
+        f"Unlinked [alert {alert_id}](/alerts/{alert_id}): {_md(alert.title)}",
+        at=clock.now(),
+    )
+    await session.commit()
+    return await get_alert(session, alert_id=alert_id)
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+def _require_admin(actor: User) -> None:
+    if actor.role != "admin" or not actor.is_active:
+        raise NotPermitted("Only an admin can see and replay refused alert deliveries.")
+
+
+async def list_dead_letters(session: AsyncSession, *, actor: User, limit: int = 100) -> list[AlertDeadLetter]:
+    """Refused deliveries, newest first (admins only)."""
+    _require_admin(actor)
+    return list(
+        await session.scalars(
+            select(AlertDeadLetter)
+            .options(selectinload(AlertDeadLetter.replayed_by))
+            .order_by(AlertDeadLetter.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+async def replay_dead_letter(
+    session: AsyncSession, *, config: AlertConfig, actor: User, letter_id: int
+) -> AlertDeadLetter:
+    """Ingest a refused delivery again with today's configuration. The admin vouches for the
+    sender (its credentials were never kept), so only the payload's checks run."""
+    _require_admin(actor)
+    letter = await session.scalar(
+        select(AlertDeadLetter).where(AlertDeadLetter.id == letter_id).with_for_update()
+    )
+    if letter is None:
+        raise NotFound(f"No dead letter {letter_id}.")
+    if letter.replayed_at is not None:
+        raise Conflict(f"Dead letter {letter_id} was already replayed.")
+    kind, source_name, body = letter.kind, letter.source, letter.body.encode()
+    await session.commit()
+    try:
+        if kind not in ("alertmanager", "grafana", "pagerduty", "generic"):
+            raise UnknownSource(f"Unknown alert kind {kind!r}.")
+        payload = parse_body(body)
+        source = find_source(
+            config, kind=kind, name=source_name if source_name != kind else None, payload=payload
+        )
+        adapters.check_storable(payload)
+        if source.kind == "pagerduty":
+            found = [adapters.parse_pagerduty(payload)]
+        else:
+            found = normalise(source, payload)
+        result = await store_alerts(session, config=config, source=source, alerts=found, now=clock.now())
+    except DomainError as exc:
+        await session.rollback()
+        await session.execute(
+            update(AlertDeadLetter).where(AlertDeadLetter.id == letter_id).values(replay_error=exc.message)
+        )
+        await session.commit()
+        raise
+    await session.execute(
+        update(AlertDeadLetter)
+        .where(AlertDeadLetter.id == letter_id)
+        .values(
+            replayed_at=clock.now(),
+            replayed_by_id=actor.id,
+            replay_error=None,
+            replay_alert_count=len(result.alert_ids),
+        )
+    )
+    await session.commit()
+    refreshed = await session.scalar(
+        select(AlertDeadLetter)
+        .where(AlertDeadLetter.id == letter_id)
+        .options(selectinload(AlertDeadLetter.replayed_by))
+        .execution_options(populate_existing=True)
+    )
+    assert refreshed is not None
+    return refreshed
+
+
+__all__ = [
+    "IngestResult",
+    "InvalidPayload",
+    "RateLimited",
+    "acknowledge_alert",
+    "ingest_delivery",
+    "link_alert",
+    "list_alerts",
+    "replay_dead_letter",
+    "unlink_alert",
+]
