@@ -1,6 +1,7 @@
 """`icc`: the one entry point. serve | migrate | user create | token create | seed."""
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -160,6 +161,29 @@ def token_create(
     except DomainError as exc:
         _fail(exc.message)
     typer.echo(token)
+
+
+@app.command()
+def worker() -> None:
+    """Run only the scheduler (escalations and their notifications), for deployments that keep
+    it apart from the web servers; any number may run. Servers started with
+    ICC_RUN_SCHEDULER=false leave the work to it."""
+    from app.escalation import scheduler
+
+    url = _database_url(embedded=False)
+    typer.echo("Scheduler running (Ctrl-C stops).")
+
+    async def main() -> None:
+        from app.db import make_engine, make_sessionmaker
+
+        engine = make_engine(url)
+        try:
+            await scheduler.run(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
 
 
 @runbooks_app.command("sync")

@@ -13,12 +13,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.actions import api as actions_api
 from app.actions import routes as actions_routes
 from app.actions.catalog import get_catalog
+from app.alerts import api as alerts_api
+from app.alerts import routes as alerts_routes
+from app.alerts.config import get_alert_config
 from app.auth import routes as auth_routes
 from app.config import ConfigError, get_policy, get_settings
 from app.dashboard import routes as dashboard_routes
 from app.db import libpq_url, make_engine, make_sessionmaker
+from app.escalation import scheduler
+from app.escalation.config import get_escalation_policy
 from app.incidents import api as incidents_api
 from app.incidents import routes as incidents_routes
+from app.live import routes as live_routes
+from app.live.broker import Broker
 from app.live.listener import Listener
 from app.live.notify import CHANNEL
 from app.runbooks import routes as runbooks_routes
@@ -91,17 +98,28 @@ def create_app(database_url: str | None = None) -> FastAPI:
     listener = Listener(libpq_url(url), (CHANNEL,))
     status_cache = RenderedCache()
     status_cache.attach(listener)
+    broker = Broker(listener)
+    get_escalation_policy()
+    sessionmaker = make_sessionmaker(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The LISTEN loop only invalidates caches: if it dies, they stop caching (see
-        # app/status/cache.py); no work that must happen depends on it.
-        listening = asyncio.get_running_loop().create_task(listener.run())
-        yield
-        listening.cancel()
-        with suppress(asyncio.CancelledError):
-            await listening
-        await engine.dispose()
+        # Two loops per process, neither holding state of record: the LISTEN connection only
+        # invalidates caches and wakes SSE streams (if it dies they fall back, see
+        # app/live/), and the scheduler derives its work from the database, made exactly-once
+        # by constraints, so any number of processes may run it (app/escalation/).
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(listener.run())]
+        if settings.run_scheduler:
+            tasks.append(loop.create_task(scheduler.run(sessionmaker)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            await engine.dispose()
 
     app = FastAPI(
         title="Incident command center",
@@ -113,10 +131,12 @@ def create_app(database_url: str | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = sessionmaker
     app.state.catalog = get_catalog()  # a broken [actions] table stops start-up here
+    app.state.alert_config = get_alert_config()  # and so does a broken [alerts] table
     app.state.listener = listener
     app.state.status_cache = status_cache
+    app.state.broker = broker
     for exc_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.add_middleware(BodySizeLimit)
@@ -130,8 +150,11 @@ def create_app(database_url: str | None = None) -> FastAPI:
     if settings.demo:
         app.include_router(actions_routes.demo_router)
     app.include_router(status_api.router)
+    app.include_router(live_routes.router)
     app.include_router(status_routes.router)
     app.include_router(dashboard_routes.router)
+    app.include_router(alerts_api.router)
+    app.include_router(alerts_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -4,10 +4,13 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from app.actions import models as _action_models  # noqa: F401 - registers the tables
+from app.alerts import models as _alert_models  # noqa: F401 - registers the tables
 from app.auth import models as _auth_models  # noqa: F401 - registers the tables
 from app.config import get_settings
 from app.db import Base
+from app.escalation import models as _escalation_models  # noqa: F401 - registers the tables
 from app.incidents import models as _incident_models  # noqa: F401 - registers the tables
+from app.live import models as _live_models  # noqa: F401 - registers the tables
 from app.runbooks import models as _runbook_models  # noqa: F401 - registers the tables
 from app.status import models as _status_models  # noqa: F401 - registers the tables
 

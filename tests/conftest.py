@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 os.environ["ICC_ENVIRONMENT"] = "test"
+os.environ["ICC_RUN_SCHEDULER"] = "false"  # tests run the scheduler's tick themselves
 os.environ["ICC_CONFIG"] = str(Path(__file__).parent / "no-such-icc.toml")
 os.environ.pop("ICC_DATABASE_URL", None)
 

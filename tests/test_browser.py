@@ -38,12 +38,6 @@ REPO = Path(__file__).resolve().parent.parent
 WIDE = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
-# Every HTMX action on the incident page (take a role, change severity or status, log an entry)
-# answers 500 today: page.html imports its macros at the top of the template, and a block
-# rendered alone as an HTMX fragment (jinja2-fragments) does not run those imports, so
-# `timer_cell` / `entry_item` are undefined. Remove this marker once the imports move into the
-# `state` and `timeline` blocks; strict, so the fix is noticed.
-
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -21,6 +21,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None]
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
+    # The product's own accounts (alert ingestion, escalation policy): they write timeline
+    # entries but never sign in, hold a token or take a response role.
+    is_service: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     @property

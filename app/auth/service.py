@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from pwdlib import PasswordHash
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -48,6 +49,23 @@ async def create_user(
     session.add(user)
     await session.commit()
     return user
+
+
+async def service_account(session: AsyncSession, *, email: str, name: str) -> User:
+    """The account the product itself writes as (escalations, alerts): it may act as a
+    responder but never signs in, holds a token or takes a response role. Created once;
+    concurrent callers agree on one row."""
+    found = await session.scalar(select(User).where(func.lower(User.email) == email))
+    if found is not None:
+        return found
+    await session.execute(
+        insert(User)
+        .values(email=email, name=name, role="responder", is_service=True)
+        .on_conflict_do_nothing()
+    )
+    account = await session.scalar(select(User).where(func.lower(User.email) == email))
+    assert account is not None
+    return account
 
 
 async def get_user_by_email(session: AsyncSession, *, email: str) -> User:
@@ -126,6 +144,8 @@ async def end_session(session: AsyncSession, *, token: str) -> None:
 async def create_api_token(session: AsyncSession, *, email: str, name: str = "cli") -> str:
     """Issue an API token for a user; the token is returned once and stored hashed."""
     user = await get_user_by_email(session, email=email)
+    if user.is_service:
+        raise InvalidInput(f"{email} is the product's own account; it cannot hold a token.", field="email")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(token_hash=_digest(token), user_id=user.id, name=name, created_at=clock.now()))
     await session.commit()

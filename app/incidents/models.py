@@ -24,6 +24,8 @@ ENTRY_KINDS_AUTOMATIC = (
     "impact",
     "runbook",
     "action_run",
+    "alert",
+    "escalation",
     "declared",
     "acknowledged",
     "severity",
@@ -51,6 +53,12 @@ class Incident(Base):
         ),
         Index("ix_incidents_active", "severity", "declared_at", postgresql_where=text("resolved_at IS NULL")),
         Index("ix_incidents_resolved_at", "resolved_at", postgresql_where=text("resolved_at IS NOT NULL")),
+        # The dashboard's trends read a window of declarations: this keeps them off the history.
+        Index(
+            "ix_incidents_declared_at",
+            "declared_at",
+            postgresql_include=["severity", "acknowledged_at", "resolved_at"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -141,7 +149,7 @@ class TimelineEntry(Base):
         CheckConstraint(
             "kind IN ('note', 'decision', 'action', 'declared', 'acknowledged', 'severity',"
             " 'status', 'role', 'checklist', 'runbook', 'update', 'impact',"
-            " 'action_run')",
+            " 'action_run', 'alert', 'escalation')",
             name="kind",
         ),
         Index("ix_timeline_entries_incident_occurred", "incident_id", "occurred_at", "id"),

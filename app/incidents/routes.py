@@ -9,14 +9,17 @@ from fastapi.responses import Response
 
 from app import clock
 from app.actions import service as actions
+from app.alerts import service as alerts
 from app.auth import service as accounts
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
 from app.errors import DomainError, InvalidInput
+from app.escalation import service as escalation
 from app.incidents import service
 from app.incidents.entry_input import parse_entry
 from app.incidents.models import ENTRY_KINDS_WRITTEN, SINGLE_ROLES, STATUSES
 from app.incidents.schemas import EntryId
+from app.live import presence
 from app.runbooks import service as runbooks
 from app.status import service as status
 from app.status.config import get_status_config
@@ -47,6 +50,14 @@ async def _incident_page(
     commander, comms_lead = detail.roles["incident_commander"], detail.roles["comms_lead"]
     user = request.state.principal.user
     context = {
+        # This page's own stream is about to say "here"; show it now so nothing jumps.
+        "viewers": sorted(
+            {
+                v.id: v for v in [*await presence.viewers_of(session, incident_id=detail.incident.id), user]
+            }.values(),
+            key=lambda v: v.name,
+        ),
+        "escalations": await escalation.escalations_of(session, incident_id=detail.incident.id),
         "updates": (await status.list_updates(session, ref=ref))[:5],
         "components": get_status_config().components,
         "impacts": await status.impacts_of(session, incident=detail.incident),
@@ -61,6 +72,7 @@ async def _incident_page(
             session, catalog=request.app.state.catalog, ref=ref, limit=5
         ),
         "run_labels": actions.STATE_LABELS,
+        "linked": await alerts.alerts_of_incident(session, incident=detail.incident),
         "runbook": await runbooks.get_runbook(session, key=open_key) if open_key and not blocks else None,
         "d": detail,
         "i": detail.incident,

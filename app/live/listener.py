@@ -41,11 +41,9 @@ class Listener:
                     async for notice in conn.notifies():
                         for callback in self._subscribers:
                             callback(notice.channel, notice.payload)
-            except asyncio.CancelledError:
-                self.connected = False
-                raise
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
-            self.connected = False
+            finally:
+                self.connected = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

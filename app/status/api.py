@@ -114,11 +114,12 @@ async def status_summary(request: Request, session: SessionDep, principal: Optio
     """The public status in the shape of Statuspage's summary.json (no login unless configured)."""
     private = check_access(principal)
     cache = request.app.state.status_cache
-    item = cache.get("json")
-    if item is None:
-        snapshot = await service.status_snapshot(session)
-        body = json.dumps(_summary(snapshot, str(request.base_url)), separators=(",", ":")).encode()
-        item = cache.put("json", body, "application/json", snapshot.updated_at)
+    async with cache.rebuilding("json"):
+        item = cache.get("json")
+        if item is None:
+            snapshot = await service.status_snapshot(session)
+            body = json.dumps(_summary(snapshot, str(request.base_url)), separators=(",", ":")).encode()
+            item = cache.put("json", body, "application/json", snapshot.updated_at)
     return cached_response(request, item, private=private)
 
 

@@ -6,6 +6,7 @@ a minute (the page also depends on the date). While the listener is disconnected
 cached: a stale status page is worse than a slow one.
 """
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
@@ -32,7 +33,13 @@ class Cached:
 class RenderedCache:
     def __init__(self) -> None:
         self._items: dict[str, Cached] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self.listener: Listener | None = None
+
+    def rebuilding(self, key: str) -> asyncio.Lock:
+        """Held while one request renders a copy, so a crowd that arrives after a change waits
+        for that copy instead of each building its own."""
+        return self._locks.setdefault(key, asyncio.Lock())
 
     def attach(self, listener: Listener) -> None:
         self.listener = listener

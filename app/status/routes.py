@@ -34,16 +34,17 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
     fragment = wants_fragment(request)
     key = "html:fragment" if fragment else "html"
     cache = request.app.state.status_cache
-    item = cache.get(key)
-    if item is None:
-        snapshot = await service.status_snapshot(session)
-        template = templates.get_template("status/page.html")
-        context = {"s": snapshot, "labels": service.IMPACT_WORDS}
-        if fragment:
-            body = "".join(template.blocks["live"](template.new_context(context)))
-        else:
-            body = template.render(context)
-        item = cache.put(key, body.encode(), "text/html; charset=utf-8", snapshot.updated_at)
+    async with cache.rebuilding(key):
+        item = cache.get(key)
+        if item is None:
+            snapshot = await service.status_snapshot(session)
+            template = templates.get_template("status/page.html")
+            context = {"s": snapshot, "labels": service.IMPACT_WORDS}
+            if fragment:
+                body = "".join(template.blocks["live"](template.new_context(context)))
+            else:
+                body = template.render(context)
+            item = cache.put(key, body.encode(), "text/html; charset=utf-8", snapshot.updated_at)
     return cached_response(request, item, private=private)
 
 
@@ -76,11 +77,12 @@ async def status_feed(request: Request, session: SessionDep, principal: Optional
     """Public updates as an Atom feed."""
     private = check_access(principal)
     cache = request.app.state.status_cache
-    item = cache.get("atom")
-    if item is None:
-        snapshot = await service.status_snapshot(session)
-        body = _atom(snapshot, str(request.base_url))
-        item = cache.put("atom", body, "application/atom+xml", snapshot.updated_at)
+    async with cache.rebuilding("atom"):
+        item = cache.get("atom")
+        if item is None:
+            snapshot = await service.status_snapshot(session)
+            body = _atom(snapshot, str(request.base_url))
+            item = cache.put("atom", body, "application/atom+xml", snapshot.updated_at)
     return cached_response(request, item, private=private)
 
 

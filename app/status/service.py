@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import load_only, selectinload
 
 from app import clock
 from app.auth.models import User
@@ -50,6 +50,17 @@ INDICATOR = {
     "major_outage": "critical",
 }
 MAX_UPDATE = 5_000
+PUBLIC_COLUMNS = (
+    Incident.ref,
+    Incident.public_title,
+    Incident.severity,
+    Incident.status,
+    Incident.services,
+    Incident.declared_at,
+    Incident.mitigated_at,
+    Incident.resolved_at,
+    Incident.update_due_at,
+)
 HISTORY_DAYS = 14
 UPTIME_DAYS = 90
 
@@ -274,9 +285,20 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
     config = get_status_config()
     now = clock.now()
     window_start = now - timedelta(days=UPTIME_DAYS)
+    public_services = sorted({s for c in config.components for s in c.services})
     candidates = list(
         await session.scalars(
-            select(Incident).where(or_(Incident.resolved_at.is_(None), Incident.resolved_at >= window_start))
+            select(Incident)
+            .options(load_only(*PUBLIC_COLUMNS))
+            .where(
+                or_(Incident.resolved_at.is_(None), Incident.resolved_at >= window_start),
+                # Only incidents that can be public: they name a component's service, or a
+                # responder set an impact.
+                or_(
+                    Incident.services.overlap(public_services),
+                    Incident.id.in_(select(IncidentImpact.incident_id)),
+                ),
+            )
         )
     )
     ids = [i.id for i in candidates]

@@ -186,8 +186,65 @@
     if (tz) tz.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   }
 
+  // Live updates: the server says "something changed" over SSE (from whichever replica
+  // committed it) and the page fetches its current state. If SSE is not possible, poll.
+  const live = { pending: false, timer: null, polling: null };
+
+  function busyInside(target) {
+    const active = document.activeElement;
+    if (target.contains(active) && active.matches("input, textarea, select") && active.value) return true;
+    return !!target.querySelector("details[open]");
+  }
+
+  function refreshLive() {
+    const el = document.querySelector("[data-live]");
+    const target = el && document.querySelector(el.dataset.target);
+    if (!target || !window.htmx) return;
+    if (busyInside(target)) {
+      live.pending = true; // someone is typing or has a menu open: refresh when they are done
+      return;
+    }
+    live.pending = false;
+    const url = el.dataset.refresh || location.pathname + location.search;
+    window.htmx.ajax("GET", url, { target: el.dataset.target, swap: "outerHTML" });
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(live.timer);
+    live.timer = setTimeout(refreshLive, 150);
+  }
+
+  function startPolling() {
+    if (!live.polling) live.polling = setInterval(refreshLive, 10000);
+  }
+
+  function connectLive() {
+    const el = document.querySelector("[data-live]");
+    if (!el) return;
+    if (!window.EventSource) return startPolling();
+    const source = new EventSource(el.dataset.live);
+    source.addEventListener("change", scheduleRefresh);
+    source.addEventListener("resync", scheduleRefresh);
+    source.addEventListener("open", () => {
+      clearInterval(live.polling);
+      live.polling = null;
+    });
+    source.addEventListener("error", () => {
+      // The browser reconnects by itself (sending Last-Event-ID); poll meanwhile.
+      startPolling();
+    });
+  }
+
+  document.addEventListener("focusout", () => {
+    if (live.pending) setTimeout(scheduleRefresh, 300);
+  });
+  document.addEventListener("toggle", () => {
+    if (live.pending) scheduleRefresh();
+  }, true);
+
   document.addEventListener("DOMContentLoaded", () => {
     setUp(document);
+    connectLive();
     const dialog = document.getElementById("icc-modal");
     if (dialog && dialog.hasAttribute("data-deep-link")) openModal();
     if (dialog) dialog.addEventListener("close", () => {

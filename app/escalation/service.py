@@ -1,0 +1,150 @@
+"""Fire the escalation steps that are due and deliver their webhooks.
+
+Any number of processes may run `fire_due_steps` at once: a step fires when its row is
+inserted (`ON CONFLICT DO NOTHING`), and only the process that inserted it writes the timeline
+entry and queues the notifications, in the same transaction. Deliveries are claimed with
+`FOR UPDATE SKIP LOCKED`, so each is attempted by one process at a time.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import clock
+from app.auth import service as accounts
+from app.escalation.config import Step, get_escalation_policy
+from app.escalation.models import Escalation, EscalationNotification
+from app.incidents import service as incidents
+from app.incidents.models import Incident
+from app.live.notify import CHANNEL
+
+ACCOUNT_EMAIL = "escalation@icc.invalid"
+MAX_ATTEMPTS = 5
+FIRST_RETRY = timedelta(seconds=30)
+DELIVERY_TIMEOUT = 5.0
+WHY = {
+    "unacknowledged": "without acknowledgement",
+    "unmitigated": "without mitigation",
+    "no_update": "since the last stakeholder update",
+}
+
+
+def _due(incident: Incident, step: Step) -> datetime | None:
+    """When the step falls due, or None if its condition no longer holds."""
+    if step.when == "unacknowledged":
+        return None if incident.acknowledged_at else incident.declared_at + step.after
+    if step.when == "unmitigated":
+        return None if incident.mitigated_at else incident.declared_at + step.after
+    return (incident.last_update_at or incident.declared_at) + step.after
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return "at once" if minutes == 0 else f"after {minutes} min"
+
+
+async def fire_due_steps(session: AsyncSession) -> list[str]:
+    """Fire every due step of every active incident once; returns the refs that escalated."""
+    policy = get_escalation_policy()
+    now = clock.now()
+    active = list(await session.scalars(select(Incident).where(Incident.resolved_at.is_(None))))
+    fired: list[str] = []
+    for incident in active:
+        for step in policy.get(incident.severity, []):
+            due = _due(incident, step)
+            if due is None or due > now:
+                continue
+            reason = f"{_minutes(step.after)} {WHY[step.when]}"
+            escalation_id = await session.scalar(
+                insert(Escalation)
+                .values(
+                    incident_id=incident.id, step_key=step.key, name=step.name, reason=reason, fired_at=now
+                )
+                .on_conflict_do_nothing(index_elements=[Escalation.incident_id, Escalation.step_key])
+                .returning(Escalation.id)
+            )
+            if escalation_id is None:
+                continue  # fired before, here or on another replica
+            text = f"Escalated to {step.name} ({reason})."
+            if step.audience:
+                text += f" Notified: {', '.join(step.audience)}."
+            account = await accounts.service_account(session, email=ACCOUNT_EMAIL, name="Escalation policy")
+            incidents.record_entry(session, incident, account, "escalation", text, at=now)
+            for url in step.webhooks:
+                body = json.dumps({"text": f"[{incident.severity}] {incident.ref} {incident.title}: {text}"})
+                session.add(
+                    EscalationNotification(
+                        escalation_id=escalation_id, url=url, body=body, next_attempt_at=now
+                    )
+                )
+            fired.append(incident.ref)
+    await session.commit()
+    return fired
+
+
+async def deliver_notifications(session: AsyncSession, *, limit: int = 20) -> int:
+    """Send due webhook notifications once each; failures back off and end up visible."""
+    now = clock.now()
+    claimed = list(
+        await session.scalars(
+            select(EscalationNotification)
+            .where(EscalationNotification.state == "pending", EscalationNotification.next_attempt_at <= now)
+            .order_by(EscalationNotification.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, follow_redirects=False, trust_env=False) as client:
+        for note in claimed:
+            note.attempts += 1
+            try:
+                response = await client.post(
+                    note.url, content=note.body, headers={"Content-Type": "application/json"}
+                )
+                error = None if response.is_success else f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            if error is None:
+                note.state, note.sent_at, note.last_error = "sent", clock.now(), None
+            else:
+                note.last_error = error
+                if note.attempts >= MAX_ATTEMPTS:
+                    note.state = "failed"
+                    # Viewers of the incident see the failure at once.
+                    incident_id = await session.scalar(
+                        select(Escalation.incident_id).where(Escalation.id == note.escalation_id)
+                    )
+                    await session.execute(select(func.pg_notify(CHANNEL, str(incident_id))))
+                else:
+                    note.next_attempt_at = clock.now() + FIRST_RETRY * 2 ** (note.attempts - 1)
+    await session.commit()
+    return len(claimed)
+
+
+@dataclass(frozen=True)
+class EscalationView:
+    name: str
+    reason: str
+    fired_at: datetime
+    failed_deliveries: list[str]
+
+
+async def escalations_of(session: AsyncSession, *, incident_id: int) -> list[EscalationView]:
+    """What fired for an incident, newest first, with any delivery that gave up."""
+    rows = await session.scalars(
+        select(Escalation).where(Escalation.incident_id == incident_id).order_by(Escalation.fired_at.desc())
+    )
+    views = []
+    for e in rows:
+        failed = await session.scalars(
+            select(EscalationNotification.last_error).where(
+                EscalationNotification.escalation_id == e.id, EscalationNotification.state == "failed"
+            )
+        )
+        views.append(EscalationView(e.name, e.reason, e.fired_at, [f or "failed" for f in failed]))
+    return views

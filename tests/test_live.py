@@ -1,0 +1,53 @@
+"""PostgreSQL as the bus: a committed change is announced, a rolled-back one never is, and the
+process's broker wakes the streams that watch the incident."""
+
+import asyncio
+
+import pytest
+
+from app import clock
+from app.incidents import service as incidents
+
+
+async def wait_connected(app) -> None:
+    for _ in range(100):
+        if app.state.listener.connected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the LISTEN connection did not come up")
+
+
+async def expect(queue: asyncio.Queue, payload: str) -> None:
+    """Read events until this one arrives (earlier commits may still be on their way)."""
+    async with asyncio.timeout(3):
+        while (await queue.get()) != ("change", payload):
+            pass
+
+
+async def test_a_committed_change_reaches_the_streams_watching_it_and_a_rollback_never_does(
+    app, session, responder
+):
+    async with app.router.lifespan_context(app):
+        await wait_connected(app)
+        one = await incidents.declare_incident(session, actor=responder, title="one", severity="SEV3")
+        other = await incidents.declare_incident(session, actor=responder, title="other", severity="SEV3")
+        with app.state.broker.subscribe(one.id) as mine, app.state.broker.subscribe() as everything:
+            await incidents.add_timeline_entry(session, actor=responder, ref=one.ref, kind="note", body="hi")
+            await expect(mine, str(one.id))
+            await expect(everything, str(one.id))
+            await incidents.add_timeline_entry(
+                session, actor=responder, ref=other.ref, kind="note", body="hi"
+            )
+            await expect(everything, str(other.id))
+            assert mine.empty()
+            with pytest.raises(incidents.InvalidTransition):
+                await incidents.change_status(session, actor=responder, ref=one.ref, status="triage")
+            await session.rollback()
+            await asyncio.sleep(0.3)
+            assert mine.empty()
+
+
+async def test_without_a_listen_connection_nothing_is_cached(app):
+    assert not app.state.listener.connected
+    app.state.status_cache.put("html", b"<p>stale?</p>", "text/html", clock.now())
+    assert app.state.status_cache.get("html") is None
