@@ -2,31 +2,26 @@
 button opens the preview dialog; confirming it calls a real local receiver and the result shows
 in the dialog and on the timeline. Screenshots of the dialog go to test-output/.
 
-The server is its own uvicorn process (as in tests/test_browser.py) with an icc.toml whose
+The server is its own uvicorn process (tests/support.py) with an icc.toml whose
 [actions] point at a receiver this test runs on 127.0.0.1, and a runbooks directory it fills.
-As there, the `browser` fixture is requested last, after the async ones.
+As everywhere, the `browser` fixture is requested last, after the async ones.
 """
 
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
 from app.incidents import service as incidents
-from tests import test_browser
+from tests import support
+from tests.support import open_page, sign_in, timeline_of
 from tests.test_actions import SECRET, Receiver
-from tests.test_browser import REPO, _free_port, open_page, sign_in, timeline_of
 
-browser = test_browser.browser
+browser = support.browser  # Chromium for one test; ask for it last (see tests/support.py)
 
 RUNBOOK = """---
 id: RB-CACHE
@@ -74,41 +69,13 @@ url = "{{base_url}}/ok"
 cooldown = "none"
 """
     )
-    port = _free_port()
-    log_path = home / "uvicorn.log"
     env = {
-        **os.environ,
-        "ICC_DATABASE_URL": database_url,
-        "ICC_ENVIRONMENT": "test",
         "ICC_CONFIG": str(home / "icc.toml"),
         "ICC_RUNBOOKS_DIR": str(home / "runbooks"),
         "ICC_BROWSER_TEST_SECRET": SECRET,
     }
-    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", str(port)]
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"uvicorn exited with {server.returncode}:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not answer /healthz within 20 s:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    with support.uvicorn_server(database_url, home / "uvicorn.log", env) as base_url:
+        yield base_url
 
 
 @pytest.fixture

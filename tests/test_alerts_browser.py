@@ -1,6 +1,6 @@
 """The alert history page in a real browser: alerts posted to a real uvicorn server by a real HTTP
 client (as Alertmanager would), then read, filtered and acknowledged by a responder. Screenshots
-go to test-output/. As in tests/test_browser.py, the `browser` fixture is requested last."""
+go to test-output/. As everywhere (tests/support.py), the `browser` fixture is requested last."""
 
 from pathlib import Path
 
@@ -11,13 +11,13 @@ from playwright.sync_api import Browser, expect
 
 from app.alerts.config import DEV_CREDENTIALS
 from app.auth.models import User
-from tests import test_browser
+from tests import support
 from tests.conftest import _libpq
+from tests.support import PHONE, open_page, sign_in
 from tests.test_alerts import am_alert, am_payload
-from tests.test_browser import PHONE, open_page, sign_in
 
-browser = test_browser.browser
-live_server = test_browser.live_server
+browser = support.browser  # Chromium for one test; ask for it last
+live_server = support.live_server
 
 
 @pytest.fixture(autouse=True)

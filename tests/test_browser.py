@@ -3,136 +3,23 @@ the test database. They check what a responder or a viewer sees and can do on th
 
 Playwright's sync API marks its own event loop as running while it is started, so no async
 fixture may run then: the `browser` fixture is function-scoped and every test asks for it last,
-after the async user fixtures (set up before it, torn down after it). The server's output goes
-to uvicorn.log in pytest's temporary directory (`server*/`), shown when it fails to start.
+after the async user fixtures (see tests/support.py). The server's output goes to uvicorn.log
+in pytest's temporary directory (`server*/`), shown when it fails to start.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
 from app.incidents import service
-from tests.conftest import PASSWORD
+from tests import support
+from tests.support import PHONE, WIDE, open_page, sign_in, timeline_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-REPO = Path(__file__).resolve().parent.parent
-WIDE = {"width": 1400, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The application served by uvicorn in its own process, on the test database."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    env = {
-        **os.environ,
-        "ICC_DATABASE_URL": database_url,
-        "ICC_ENVIRONMENT": "test",
-        "ICC_CONFIG": str(Path(__file__).parent / "no-such-icc.toml"),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"uvicorn exited with {server.returncode}:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not answer /healthz within 20 s:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Chromium for one test. Ask for it after the async fixtures (see the module docstring)."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def open_page(browser: Browser, base_url: str) -> Page:
-    context = browser.new_context(base_url=base_url, viewport=WIDE)
-    context.set_default_timeout(5_000)
-    expect.set_options(timeout=5_000)
-    return context.new_page()
-
-
-def sign_in(page: Page, user: User) -> None:
-    """Through the login page, as a person would."""
-    page.goto("/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/incidents")
-    expect(page.locator(".whoami")).to_contain_text(user.name)
-
-
-def timeline_of(page: Page, base_url: str, ref: str) -> list[dict]:
-    """The incident's timeline from the JSON API, read with the browser's session cookie."""
-    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
-    with httpx.Client(base_url=base_url, cookies=cookies) as api:
-        response = api.get(f"/api/v1/incidents/{ref}/timeline")
-        assert response.status_code == 200, response.text
-        return response.json()["items"]
+browser = support.browser  # Chromium for one test; ask for it last
+live_server = support.live_server  # module-scoped: one server for this module's tests
 
 
 def focus_is_on_body(page: Page) -> None:

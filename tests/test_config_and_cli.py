@@ -3,10 +3,8 @@
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.config import ConfigError, Settings, get_settings, load_policy
+from tests import support
 
 ICC = str(Path(sys.executable).parent / "icc")
 
@@ -138,23 +137,15 @@ def test_icc_user_create_refuses_an_unknown_role(cli_env):
     assert "Role must be one of admin, responder, viewer." in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"icc serve exited early:\n{process.stdout.read()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise AssertionError("icc serve did not come up")
+def _wait_until_up(base_url: str, process: subprocess.Popen) -> None:
+    """Until `icc serve` answers /healthz; its output (a pipe) is shown if it exits first."""
+    support.wait_until_healthy(
+        base_url,
+        process,
+        name="icc serve",
+        log=lambda: process.stdout.read() if process.poll() is not None else "",
+        timeout=90,
+    )
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen:
@@ -170,10 +161,10 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen:
 
 
 def test_icc_serve_starts_an_embedded_database_with_demo_data_and_stops_it_on_ctrl_c(tmp_path):
-    port = _free_port()
+    port = support.free_port()
     first = _serve(tmp_path, port)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/healthz", first)
+        _wait_until_up(f"http://127.0.0.1:{port}", first)
         login = httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
         assert login.status_code == 200
     finally:
@@ -187,7 +178,7 @@ def test_icc_serve_starts_an_embedded_database_with_demo_data_and_stops_it_on_ct
 
     second = _serve(tmp_path, port)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/healthz", second)
+        _wait_until_up(f"http://127.0.0.1:{port}", second)
     finally:
         second.send_signal(signal.SIGINT)
         output = second.communicate(timeout=60)[0]

@@ -1,26 +1,23 @@
 """Runbooks in a real browser: the modal beside an incident, deep links into it, every mermaid
 diagram of the shared corpus, hostile runbooks, and screenshots of the reader.
 
-The module starts its own uvicorn (the approach of tests/test_browser.py) with ICC_RUNBOOKS_DIR
+The module starts its own uvicorn (with tests/support.py, as tests/test_browser.py) with ICC_RUNBOOKS_DIR
 pointing at a temporary directory that the tests fill, so they decide which runbooks exist. The
 server notices file changes on page loads (`refresh_if_changed`), keyed on a stat fingerprint it
 keeps in memory. conftest empties the tables after each test while that fingerprint survives, so
 every test first calls `runbooks.resync()`, which bumps the files' mtimes: the next page load then
 syncs again and re-inserts whatever the truncation removed (unchanged files are not re-rendered).
 
-As in tests/test_browser.py, the `browser` fixture is requested last, after the async ones.
+As everywhere (see tests/support.py), the `browser` fixture is requested last, after the async ones.
 """
 
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,10 +26,10 @@ from app.auth.models import User
 from app.incidents import service as incidents
 from app.runbooks.render import split_front_matter
 from app.runbooks.service import _key_for
-from tests import test_browser
-from tests.test_browser import PHONE, REPO, WIDE, _free_port, open_page, sign_in, timeline_of
+from tests import support
+from tests.support import PHONE, REPO, WIDE, open_page, sign_in, timeline_of
 
-browser = test_browser.browser  # Chromium for one test; ask for it last (see tests/test_browser.py)
+browser = support.browser  # Chromium for one test; ask for it last (see tests/support.py)
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "runbooks"
 MASTER = REPO / "runbooks" / "rb-000-incident-response.md"
@@ -203,41 +200,9 @@ def runbooks(runbooks_path: Path) -> RunbooksDir:
 @pytest.fixture(scope="module")
 def server(database_url: str, runbooks_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """uvicorn on the test database, reading runbooks from this module's directory."""
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("server-runbooks") / "uvicorn.log"
-    env = {
-        **os.environ,
-        "ICC_DATABASE_URL": database_url,
-        "ICC_ENVIRONMENT": "test",
-        "ICC_CONFIG": str(Path(__file__).parent / "no-such-icc.toml"),
-        "ICC_RUNBOOKS_DIR": str(runbooks_path),
-    }
-    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"uvicorn exited with {process.returncode}:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not answer /healthz within 20 s:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with support.uvicorn_server(database_url, log_path, {"ICC_RUNBOOKS_DIR": str(runbooks_path)}) as base_url:
+        yield base_url
 
 
 async def _declare(session: AsyncSession, actor: User, title: str, services: list[str]) -> str:
