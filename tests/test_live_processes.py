@@ -20,10 +20,8 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,7 +35,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -48,19 +46,11 @@ from app.escalation.scheduler import INTERVAL_SECONDS
 from app.incidents import service as incidents
 from app.live.presence import PRESENCE_TTL
 from app.live.routes import HEARTBEAT_SECONDS
-from tests.conftest import PASSWORD, sign_in
+from tests import support
+from tests.conftest import sign_in
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SCHEDULER_TICK = INTERVAL_SECONDS
 HEARTBEAT = HEARTBEAT_SECONDS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _libpq(url: str) -> str:
@@ -147,41 +137,20 @@ class Replica:
         return self.process is not None and self.process.poll() is None
 
     def launch(self) -> None:
-        self.port = _free_port()
+        self.port = support.free_port()
         self.starts += 1
         self.log_path = self.log_dir / f"{self.name}-{self.starts}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--timeout-graceful-shutdown",
-            "2",
-        ]
+        command = support.uvicorn_command(self.port, "--timeout-graceful-shutdown", "2")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=support.REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
         assert self.process is not None
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"replica {self.name} exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1, trust_env=False).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"replica {self.name} did not answer /healthz within {timeout} s:\n{self.log()}")
-            time.sleep(0.1)
+        support.wait_until_healthy(
+            self.url, self.process, name=f"replica {self.name}", log=self.log, timeout=timeout
+        )
 
     def kill(self) -> None:
         """kill -9: no shutdown code runs, the streams just break."""
@@ -190,14 +159,8 @@ class Replica:
         self.process.wait(timeout=5)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            support.stop(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
@@ -265,13 +228,7 @@ notify = ["webhook:{receiver.url}/fail"]
 def _replicas(
     database_url: str, policy_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Replica, Replica]]:
-    env = {
-        **os.environ,
-        "ICC_DATABASE_URL": database_url,
-        "ICC_ENVIRONMENT": "test",
-        "ICC_CONFIG": str(policy_file),
-        "ICC_RUN_SCHEDULER": "true",
-    }
+    env = support.server_env(database_url, {"ICC_CONFIG": str(policy_file), "ICC_RUN_SCHEDULER": "true"})
     log_dir = tmp_path_factory.mktemp("replicas")
     replicas = (Replica("a", env, log_dir), Replica("b", env, log_dir))
     try:
@@ -525,8 +482,8 @@ async def test_an_entry_posted_on_one_replica_reaches_a_stream_on_the_other_with
         assert first.kind == "resync"
         _, first_on_board = await board.next_event(0, 5)
         assert first_on_board.kind == "resync"
-        # Opening the page is itself news for the other viewers (presence).
-        await stream.next_event(1, 3, changed(incident_id))
+        # Opening the page is itself news for the other viewers: a presence event, coalesced.
+        await stream.next_event(1, 3, lambda e: e.kind == "presence" and e.data == str(incident_id))
         await stream.settle()
         await board.settle()
 
@@ -591,7 +548,7 @@ async def test_presence_is_shared_by_the_replicas_and_a_closed_page_leaves(
 
         await wait_until(xena_gone, 5, "Xena leaves the presence line")
         gone_after = time.monotonic() - left
-        await on_b.next_event(mark, 2, lambda e: e.kind == "change")
+        await on_b.next_event(mark, 3, lambda e: e.kind == "presence")
         assert await here_now(page_a, ref) == "Here now: Yuri Sample (you)"
     print(f"\npresence: a closed stream left the page after {gone_after * 1000:.0f} ms")
 
@@ -607,7 +564,7 @@ async def test_a_viewer_of_a_busy_incident_stays_present(
         api(cluster.b.url, scribe) as b,
         signed_in(cluster.b.url, scribe.user) as page,
     ):
-        await stream.next_event(0, 5, changed(incident_id))  # she arrived
+        await stream.next_event(0, 5, lambda e: e.kind == "presence")  # she arrived
         # Time is data: as if she had had the page open for a while, with 10 s of the TTL left.
         await sql(
             cluster.database_url,
@@ -813,21 +770,7 @@ async def test_a_failing_webhook_is_retried_with_backoff_then_shown_as_failed(
 # --- two people in the browser -----------------------------------------------------------------
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Chromium for one test. Ask for it last, after the async fixtures: Playwright's sync API
-    marks its own event loop as running while it is started (see tests/test_browser.py)."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+browser = support.browser  # Chromium for one test; ask for it last (see tests/support.py)
 
 
 @pytest.fixture
@@ -840,14 +783,8 @@ async def war_room(make_user, session: AsyncSession) -> tuple[str, User, User]:
 
 
 def open_incident(browser: Browser, base_url: str, user: User, ref: str) -> Page:
-    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(5_000)
-    page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/incidents")
+    page = support.open_page(browser, base_url)
+    support.sign_in(page, user)
     page.goto(f"/incidents/{ref}")
     return page
 
@@ -899,7 +836,7 @@ async def test_a_stream_on_a_killed_replica_reconnects_to_the_other_and_ends_wit
     posted: list[tuple[str, float, float]] = []  # (body, started, returned)
 
     async with stream, api(cluster.b.url, scribe) as b:
-        await stream.next_event(0, 5, changed(incident_id))
+        await stream.next_event(0, 5, lambda e: e.kind == "presence")
         await stream.settle()
         killed_at = 0.0
         for n, body in enumerate(bodies):

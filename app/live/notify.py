@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 from app.incidents.models import TimelineEntry
 
 CHANNEL = "icc_changes"
+PRESENCE_PREFIX = "p:"  # payload "p:<incident id>": who is viewing changed, nothing else
 
 
 @event.listens_for(Session, "after_flush")

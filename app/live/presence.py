@@ -11,13 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app import clock
 from app.auth.models import User
 from app.live.models import Viewer
-from app.live.notify import CHANNEL
+from app.live.notify import CHANNEL, PRESENCE_PREFIX
 
 PRESENCE_TTL = timedelta(seconds=45)
 
 
 async def _announce(session: AsyncSession, incident_id: int) -> None:
-    await session.execute(select(func.pg_notify(CHANNEL, str(incident_id))))
+    # "p:" marks a presence change: brokers coalesce these (a crowd joining is one event a
+    # second, not one per viewer per viewer) and caches of the status page ignore them.
+    await session.execute(select(func.pg_notify(CHANNEL, f"{PRESENCE_PREFIX}{incident_id}")))
 
 
 async def arrive(

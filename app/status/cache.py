@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.live.listener import Listener
+from app.live.notify import PRESENCE_PREFIX
 
 MAX_AGE_SECONDS = 60
 
@@ -43,7 +44,9 @@ class RenderedCache:
 
     def attach(self, listener: Listener) -> None:
         self.listener = listener
-        listener.subscribe(lambda _channel, _payload: self.clear())
+        listener.subscribe(
+            lambda _channel, payload: None if payload.startswith(PRESENCE_PREFIX) else self.clear()
+        )
         listener.on_reconnect(self.clear)
 
     def clear(self) -> None:

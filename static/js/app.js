@@ -225,6 +225,7 @@
     const source = new EventSource(el.dataset.live);
     source.addEventListener("change", scheduleRefresh);
     source.addEventListener("resync", scheduleRefresh);
+    source.addEventListener("presence", scheduleRefresh);
     source.addEventListener("open", () => {
       clearInterval(live.polling);
       live.polling = null;
