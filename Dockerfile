@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # The production image: `icc serve` against an external PostgreSQL (ICC_DATABASE_URL).
-# docker-compose.yml runs it twice: once as `icc migrate`, then as the server.
+# docker-compose.yml runs it as `icc migrate`, then as two server replicas and `icc worker`.
 
 # --- Browser libraries: htmx from npm, pinned by static/package-lock.json ------------------
 FROM node:20-slim AS static

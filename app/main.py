@@ -28,6 +28,8 @@ from app.live import routes as live_routes
 from app.live.broker import Broker
 from app.live.listener import Listener
 from app.live.notify import CHANNEL
+from app.observability import RequestMetrics
+from app.observability import router as observability_router
 from app.runbooks import routes as runbooks_routes
 from app.status import api as status_api
 from app.status import routes as status_routes
@@ -140,6 +142,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     for exc_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestMetrics)  # outermost: it times refusals too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(incidents_api.router)
     app.include_router(auth_routes.router)
@@ -155,6 +158,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(dashboard_routes.router)
     app.include_router(alerts_api.router)
     app.include_router(alerts_routes.router)
+    app.include_router(observability_router)  # /readyz and /metrics
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -664,7 +664,9 @@ async def test_the_alert_pages_show_history_unrouted_queue_and_dead_letters(
     assert page.status_code == 200
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>alert(1)" not in page.text
     fragment = await client.get("/alerts?view=unrouted", headers={"HX-Request": "true"})
-    assert fragment.text.lstrip().startswith('<div id="icc-alerts">')
+    assert fragment.text.lstrip().startswith(
+        '<div id="icc-alerts" data-live="/events" data-target="#icc-alerts">'
+    )
     letters = await client.get("/alerts/dead-letters")
     assert "not valid JSON" in letters.text
     alert_id = (await rows(session, "SELECT id FROM alerts"))[0][0]
@@ -673,6 +675,68 @@ async def test_the_alert_pages_show_history_unrouted_queue_and_dead_letters(
     acked = await client.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": csrf, "back": "/alerts"})
     assert acked.status_code == 303 and acked.headers["location"] == "/alerts"
     assert "by sender" not in (await client.get("/alerts")).text
+
+
+async def test_the_sources_page_shows_each_source_to_admins_with_credentials_masked(
+    app, sender, client, admin, responder
+):
+    from tests.conftest import sign_in
+
+    delivered = await sender.post(
+        f"{API}/alerts/alertmanager",
+        json=am_payload(am_alert("Disk", severity="warning")),
+        headers=am_headers(),
+    )
+    assert delivered.status_code == 200
+    await sender.post(f"{API}/alerts/alertmanager", content=b"{", headers=am_headers())
+    await sign_in(client, admin)
+    assert 'href="/alerts/sources"' in (await client.get("/alerts")).text
+
+    page = await client.get("/alerts/sources")
+    assert page.status_code == 200
+    text = page.text
+    for name in ("alertmanager", "grafana", "pagerduty", "generic", "tiny"):
+        assert f"<strong>{name}</strong>" in text
+    assert "http://test/api/v1/alerts/alertmanager</code>" in text
+    assert "http://test/api/v1/alerts/alertmanager/tiny</code>" in text
+    assert "Bearer token ••••••••" in text and "HTTP basic auth, user grafana" in text
+    assert "3/m" in text and "1000/m" in text
+    assert (
+        "severity=~&#34;critical|page&#34; → declare" in text or 'severity=~"critical|page" → declare' in text
+    )
+    assert "icc.toml" in text
+    # The alertmanager source: one alert stored, one refused delivery in the last 24 hours.
+    assert '1 <small class="muted">(1 in the last 24 h)</small>' in text
+    assert '<a href="/alerts/dead-letters" class="warn">1</a>' in text
+    for secret in (AM_TOKEN, GRAFANA_TOKEN, SECRET, *CORPUS_ROUTING_KEYS):
+        assert secret not in text
+
+    as_responder = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    await sign_in(as_responder, responder)
+    assert (await as_responder.get("/alerts/sources")).status_code == 403
+    assert 'href="/alerts/sources"' not in (await as_responder.get("/alerts")).text
+
+
+async def test_an_unrouted_alert_wakes_the_live_alert_list(sender, app):
+    """An alert left for triage writes no timeline entry; the ingest still announces a change to
+    the /events subscribers (payload 0: no incident page hears it)."""
+    async with app.router.lifespan_context(app):
+        for _ in range(100):
+            if app.state.listener.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert app.state.listener.connected
+        with app.state.broker.subscribe() as everything, app.state.broker.subscribe(1) as one_incident:
+            delivered = await sender.post(
+                f"{API}/alerts/alertmanager",
+                json=am_payload(am_alert("Quiet", severity="info")),
+                headers=am_headers(),
+            )
+            assert delivered.status_code == 200 and delivered.json()["incidents"] == []
+            async with asyncio.timeout(3):
+                assert await everything.get() == ("change", "0")
+            await asyncio.sleep(0.2)
+            assert one_incident.empty()
 
 
 # ---------------------------------------------------------------- the corpus

@@ -26,6 +26,8 @@ from app.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 ICC_VARIABLE = re.compile(r"\bICC_[A-Z0-9_]+\b")
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a server in a container must listen beyond itself
+APP_REPLICAS = ("app1", "app2")
+NGINX_CONF = ROOT / "docs" / "deploy" / "nginx.conf"
 
 
 # --- reading the files -------------------------------------------------------------------------
@@ -106,7 +108,8 @@ def container_commands() -> dict[str, list[str]]:
     return {
         "Dockerfile CMD": exec_form(cmd),
         "compose service migrate": compose_command("migrate"),
-        "compose service app": compose_command("app"),
+        **{f"compose service {name}": compose_command(name) for name in APP_REPLICAS},
+        "compose service worker": compose_command("worker"),
     }
 
 
@@ -143,7 +146,7 @@ def test_every_icc_variable_in_the_dockerfile_and_compose_file_is_a_setting_docu
 
 
 def test_the_compose_environment_is_accepted_by_the_settings_in_production(monkeypatch):
-    for service in ("migrate", "app"):
+    for service in ("migrate", *APP_REPLICAS, "worker"):
         environment = compose_service(service)["environment"]
         assert environment["ICC_ENVIRONMENT"] == "production"
         # The secret comes from the host and compose refuses to start without it.
@@ -161,7 +164,7 @@ def test_the_compose_environment_is_accepted_by_the_settings_in_production(monke
 def test_the_database_url_points_at_the_compose_postgres_service_and_its_credentials():
     postgres = compose_service("postgres")
     expected = postgres["environment"]
-    for service in ("migrate", "app"):
+    for service in ("migrate", *APP_REPLICAS, "worker"):
         url = urlsplit(compose_service(service)["environment"]["ICC_DATABASE_URL"])
         assert url.hostname == "postgres", service
         assert (url.username, url.password, url.path.lstrip("/")) == (
@@ -199,12 +202,15 @@ def test_the_commands_the_containers_run_are_icc_subcommands_documented_in_the_r
 def test_the_image_and_the_compose_app_serve_on_all_interfaces_on_the_exposed_port():
     runtime = dockerfile_stages()[-1]
     (exposed,) = runtime.all("EXPOSE")
-    for source in ("Dockerfile CMD", "compose service app"):
+    for source in ("Dockerfile CMD", *(f"compose service {name}" for name in APP_REPLICAS)):
         argv = container_commands()[source]
         assert subcommand(argv) == ["serve"], source
         assert argv[argv.index("--host") + 1] == ALL_INTERFACES, source
         assert argv[argv.index("--port") + 1] == exposed, source
-    assert f"{exposed}:{exposed}" in compose_service("app")["ports"]
+    for name in APP_REPLICAS:
+        # Reachable by nginx on the compose network, not published on the host.
+        assert exposed in [str(port) for port in compose_service(name)["expose"]], name
+        assert "ports" not in compose_service(name), name
 
 
 def test_icc_help_lists_serve_migrate_user_token_and_seed():
@@ -348,8 +354,9 @@ def test_compose_migrates_after_postgres_is_healthy_and_serves_after_the_migrati
     migrate = compose_service("migrate")
     assert subcommand(compose_command("migrate")) == ["migrate"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    app = compose_service("app")
-    assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in (*APP_REPLICAS, "worker"):
+        depends_on = compose_service(name)["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
 
 
 def test_compose_keeps_the_database_in_a_named_volume():
@@ -361,11 +368,75 @@ def test_compose_keeps_the_database_in_a_named_volume():
 
 def test_compose_migrate_and_app_run_the_image_built_from_this_dockerfile():
     images = set()
-    for service in ("migrate", "app"):
+    for service in ("migrate", *APP_REPLICAS, "worker"):
         spec = compose_service(service)
         build = spec["build"]
         context = build if isinstance(build, str) else build["context"]
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         assert (ROOT / context / dockerfile).resolve() == ROOT / "Dockerfile", service
         images.add(spec.get("image"))
-    assert len(images) == 1 and None not in images, "one named image, built once and run twice"
+    assert len(images) == 1 and None not in images, "one named image, built once and run by every service"
+
+
+# --- the replicated topology: two app replicas, the worker, nginx ------------------------------
+
+
+def nginx_conf() -> str:
+    return re.sub(r"#.*", "", NGINX_CONF.read_text())
+
+
+def nginx_location(pattern: str) -> str:
+    """The body of the `location` block whose header matches `pattern`."""
+    match = re.search(rf"location\s+{pattern}\s*{{(.*?)}}", nginx_conf(), re.S)
+    assert match, f"docs/deploy/nginx.conf has no location matching {pattern!r}"
+    return match.group(1)
+
+
+def test_the_app_replicas_leave_the_scheduler_to_the_worker_service():
+    for name in APP_REPLICAS:
+        assert compose_service(name)["environment"]["ICC_RUN_SCHEDULER"] == "false", name
+    assert compose_command("worker") == ["icc", "worker"]
+    # The worker serves no HTTP: the image's health check (GET /healthz) would mark it unhealthy.
+    assert compose_service("worker")["healthcheck"] == {"disable": True}
+    assert "ICC_RUN_SCHEDULER" not in compose_service("worker")["environment"]
+
+
+def test_compose_runs_nginx_with_the_repos_config_in_front_of_both_replicas():
+    nginx = compose_service("nginx")
+    assert nginx["image"].startswith("nginx:")
+    mounts = {entry.split(":")[0]: entry.split(":")[1] for entry in nginx["volumes"]}
+    assert mounts.get("./docs/deploy/nginx.conf") == "/etc/nginx/nginx.conf"
+    assert NGINX_CONF.is_file()
+    assert nginx["ports"] == ["8000:80"]
+    assert set(nginx["depends_on"]) == set(APP_REPLICAS)
+    (upstream,) = re.findall(r"upstream\s+(\w+)\s*{(.*?)}", nginx_conf(), re.S)
+    servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", upstream[1], re.M)
+    assert sorted(servers) == [(name, "8000") for name in APP_REPLICAS]
+    assert re.search(r"^\s*listen\s+80;", nginx_conf(), re.M)
+    assert f"proxy_pass http://{upstream[0]};" in nginx_location("/")
+
+
+def test_nginx_streams_server_sent_events_unbuffered_with_a_long_read_timeout():
+    assert "proxy_http_version 1.1;" in nginx_conf()
+    assert 'proxy_set_header Connection "";' in nginx_conf()
+    for pattern in (r"=\s*/events", re.escape("~ ^/incidents/[^/]+/events$")):
+        block = nginx_location(pattern)
+        assert "proxy_buffering off;" in block
+        assert "proxy_cache off;" in block
+        (timeout,) = re.findall(r"proxy_read_timeout\s+(\d+)([smh]);", block)
+        seconds = int(timeout[0]) * {"s": 1, "m": 60, "h": 3600}[timeout[1]]
+        assert seconds >= 60, "well above the app's 15 s heartbeat"
+
+
+def test_nginx_micro_caches_the_public_status_view_and_says_so():
+    block = nginx_location(re.escape("~ ^(/status|/status/feed\\.atom|/api/v1/status)$"))
+    assert re.search(r"proxy_cache\s+\w+;", block)
+    (valid,) = re.findall(r"proxy_cache_valid\s+200\s+(\d+)s;", block)
+    assert 5 <= int(valid) <= 10
+    assert "proxy_ignore_headers" not in block, "the app's Cache-Control decides"
+    assert "$cookie_icc_session" in block, "a signed-in copy is neither served from nor stored in the cache"
+    assert "X-Cache-Status $upstream_cache_status" in block
+
+
+def test_nginx_does_not_expose_the_per_process_metrics():
+    assert "return 404;" in nginx_location(r"=\s*/metrics")

@@ -25,6 +25,7 @@ from app.auth.models import User
 from app.errors import Conflict, Gone, InvalidInput, NotFound, NotPermitted
 from app.incidents import service as incidents
 from app.incidents.models import Incident, RoleAssignment
+from app.observability import ACTION_RUNS
 
 # A run still `running` this long after its timeout was abandoned by a process that died (or lost
 # its database): it is shown as `unknown`, never re-sent by itself.
@@ -357,6 +358,7 @@ async def confirm_action_run(
     text = _timeline_text(spec, run.id, outcome)
     incidents.record_entry(session, incident, actor, "action_run", text, at=finished)
     await session.commit()
+    ACTION_RUNS.labels(spec.name, outcome.state).inc()
     return await get_action_run(session, catalog=catalog, run_id=run.id)
 
 

@@ -1,5 +1,5 @@
-"""Alert pages: the history with its triage queue, one alert, the dead letters. Thin: parse the
-form, call the service, render the page or its block, 303 after a change."""
+"""Alert pages: the history with its triage queue, one alert, the dead letters, the sources.
+Thin: parse the form, call the service, render the page or its block, 303 after a change."""
 
 import json
 from datetime import datetime
@@ -84,6 +84,17 @@ async def alert_history(
 async def dead_letters(request: Request, session: SessionDep, user: CurrentUser) -> Response:
     letters = await service.list_dead_letters(session, actor=user)
     return render(request, "alerts/dead_letters.html", {"letters": letters})
+
+
+@router.get("/alerts/sources")
+async def sources_page(
+    request: Request, session: SessionDep, user: CurrentUser, config: ConfigDep
+) -> Response:
+    """The configured alert sources (admins): endpoints, masked credentials, rate limits, routing
+    and what arrived. Read-only: sources live in icc.toml."""
+    sources = await service.describe_sources(session, config=config, actor=user)
+    base = str(request.base_url).rstrip("/")
+    return render(request, "alerts/sources.html", {"sources": sources, "base_url": base})
 
 
 @router.post("/alerts/dead-letters/{letter_id}/replay")

@@ -33,6 +33,8 @@ from app.config import get_policy
 from app.errors import Conflict, DomainError, InvalidInput, NotAuthenticated, NotFound, NotPermitted
 from app.incidents import service as incidents
 from app.incidents.models import Incident
+from app.live.notify import CHANNEL
+from app.observability import ALERTS_STORED
 
 BOT_EMAIL = "alerts@icc.invalid"
 BOT_NAME = "Alert ingestion"
@@ -495,7 +497,13 @@ async def store_alerts(
                     to_route.append(key)
         elif done.status == "firing" and done.route_action != "triage":
             to_route.append(key)
+    if any(done.incident_id is None for done in results.values()):
+        # An alert on no incident writes no timeline entry, so nothing else announces it: wake
+        # the /events subscribers (the alert history) on commit. '0' is EVERYTHING's key in the
+        # broker, so it reaches the list pages only, never an incident page.
+        await session.execute(select(func.pg_notify(CHANNEL, "0")))
     await session.commit()
+    ALERTS_STORED.labels(source.name).inc(len(results))
     refs: list[str] = []
     for key in to_route:
         ref = await _route_alert(
@@ -951,6 +959,100 @@ async def replay_dead_letter(
     )
     assert refreshed is not None
     return refreshed
+
+
+# ---------------------------------------------------------------- sources (admins)
+
+SOURCE_MASK = "••••••••"  # what the sources page shows instead of any credential
+
+
+@dataclass(frozen=True)
+class SourceOverview:
+    """One configured source as the admin page shows it: never a credential's value."""
+
+    name: str
+    kind: str
+    path: str  # the endpoint, under the product's own URL
+    methods: str
+    credential: str  # its type, the secret masked
+    rate_limit: str
+    routes: list[str]  # the rules that may apply to it, in order
+    last_delivery_at: datetime | None
+    alerts_total: int
+    alerts_24h: int
+    dead_letters_24h: int
+
+
+def _credential(source: Source) -> str:
+    parts = []
+    if source.token:
+        parts.append(f"Bearer token {SOURCE_MASK}")
+    if source.basic_user:
+        parts.append(f"HTTP basic auth, user {source.basic_user}, password {SOURCE_MASK}")
+    if source.routing_keys:
+        count = len(source.routing_keys)
+        parts.append(
+            f"routing_key in the body ({count} integration key{'' if count == 1 else 's'}) {SOURCE_MASK}"
+        )
+    if source.secret:
+        parts.append(f"HMAC-SHA256 signature (X-ICC-Signature), secret {SOURCE_MASK}")
+    return " or ".join(parts) or "none"
+
+
+def _route_summary(route: Route) -> str:
+    matched = ", ".join(str(m) for m in route.matchers) or "any alert"
+    extra = [f"service {route.service}" if route.service else f"service from label {route.service_label!r}"]
+    if route.severity:
+        extra.append(route.severity)
+    return f"{matched} → {route.action} ({', '.join(extra)})"
+
+
+async def describe_sources(
+    session: AsyncSession, *, config: AlertConfig, actor: User
+) -> list[SourceOverview]:
+    """Every configured source with what the database knows of it (admins only)."""
+    if actor.role != "admin" or not actor.is_active:
+        raise NotPermitted("Only an admin can see the alert sources.")
+    since = clock.now() - timedelta(hours=24)
+    stored = {
+        source: (last, total, recent)
+        for source, last, total, recent in await session.execute(
+            select(
+                Alert.source,
+                func.max(Alert.last_received_at),
+                func.count(),
+                func.count().filter(Alert.last_received_at >= since),
+            ).group_by(Alert.source)
+        )
+    }
+    refused: dict[str, int] = {
+        source: count
+        for source, count in await session.execute(
+            select(AlertDeadLetter.source, func.count())
+            .where(AlertDeadLetter.received_at >= since)
+            .group_by(AlertDeadLetter.source)
+        )
+    }
+    found = []
+    for name, source in sorted(config.sources.items()):
+        last, total, recent = stored.get(name, (None, 0, 0))
+        path = f"/api/v1/alerts/{source.kind}" + ("" if name == source.kind else f"/{name}")
+        found.append(
+            SourceOverview(
+                name=name,
+                kind=source.kind,
+                path=path,
+                methods="POST or PUT" if source.kind == "grafana" else "POST",
+                credential=_credential(source),
+                rate_limit=f"{source.rate_limit}/{'s' if source.rate_window == 1 else 'm'}",
+                routes=[_route_summary(r) for r in config.routes if not r.sources or name in r.sources],
+                last_delivery_at=last,
+                alerts_total=total,
+                alerts_24h=recent,
+                dead_letters_24h=refused.get(name, 0),
+            )
+        )
+    return found
 
 
 __all__ = [
