@@ -298,3 +298,18 @@ async def test_a_database_that_is_down_gives_a_503_not_a_stack_trace(api):
             response = await c.get("/incidents")
             assert "The database is not reachable right now." in response.text
     assert response.status_code == 503
+
+
+async def test_a_long_timeline_shows_its_latest_entries_and_says_how_many_there_are(
+    client, session, responder
+):
+    await sign_in(client, responder)
+    incident = await declared(session, responder)
+    for n in range(305):
+        await service.add_timeline_entry(
+            session, actor=responder, ref=incident.ref, kind="note", body=f"step {n:03d}"
+        )
+    page = (await client.get(f"/incidents/{incident.ref}")).text
+    assert "Showing the latest 300 of 306 entries." in page
+    assert "step 304" in page and "step 005" in page
+    assert "step 004" not in page

@@ -30,6 +30,7 @@ router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form(max_length=100_000)]
 OptionalText = Annotated[str, Form(max_length=100_000)]
 PAGE = "incidents/page.html"
+PAGE_ENTRIES = 300  # the page shows the latest entries; all of them are in the API
 
 
 async def _incident_page(
@@ -43,7 +44,9 @@ async def _incident_page(
     status_code: int = 200,
 ) -> Response:
     detail = await service.get_incident_detail(session, ref=ref)
-    entries, _ = await service.list_timeline(session, ref=ref)
+    entries, entry_count = await service.latest_timeline(
+        session, incident_id=detail.incident.id, limit=PAGE_ENTRIES
+    )
     directory = request.app.state.settings.runbooks_dir
     await runbooks.refresh_if_changed(session, directory=directory)
     open_key = request.query_params.get("runbook")
@@ -77,6 +80,7 @@ async def _incident_page(
         "d": detail,
         "i": detail.incident,
         "entries": entries,
+        "entry_count": entry_count,
         "people": await accounts.list_active_users(session),
         "severities": service.severities(),
         "moves": service.allowed_moves(detail.incident.status),

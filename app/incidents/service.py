@@ -764,6 +764,27 @@ async def list_timeline(
     return entries, next_cursor
 
 
+async def latest_timeline(
+    session: AsyncSession, *, incident_id: int, limit: int
+) -> tuple[list[TimelineEntry], int]:
+    """The most recent `limit` entries in the order they happened, and how many there are in
+    all: the incident page shows the end of the story, however long it is."""
+    total = await session.scalar(
+        select(func.count()).select_from(TimelineEntry).where(TimelineEntry.incident_id == incident_id)
+    )
+    newest = list(
+        await session.scalars(
+            select(TimelineEntry)
+            .where(TimelineEntry.incident_id == incident_id)
+            .options(selectinload(TimelineEntry.author), selectinload(TimelineEntry.redacted_by))
+            .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+            .limit(limit)
+        )
+    )
+    newest.reverse()
+    return newest, total or 0
+
+
 async def _entry_for_change(session: AsyncSession, entry_id: int) -> tuple[TimelineEntry, Incident]:
     row = (
         await session.execute(
