@@ -224,7 +224,15 @@
     if (!window.EventSource) return startPolling();
     const source = new EventSource(el.dataset.live);
     source.addEventListener("change", scheduleRefresh);
-    source.addEventListener("resync", scheduleRefresh);
+    // The first resync only confirms the page just rendered; later ones follow a reconnect.
+    let rendered = true;
+    source.addEventListener("resync", () => {
+      if (rendered) {
+        rendered = false;
+        return;
+      }
+      scheduleRefresh();
+    });
     source.addEventListener("presence", scheduleRefresh);
     source.addEventListener("open", () => {
       clearInterval(live.polling);
