@@ -206,8 +206,21 @@
     }
     live.pending = false;
     const url = el.dataset.refresh || location.pathname + location.search;
-    window.htmx.ajax("GET", url, { target: el.dataset.target, swap: "outerHTML" });
+    window.htmx.ajax("GET", url, { target: el.dataset.target, swap: "outerHTML", headers: { "X-ICC-Live": "1" } });
   }
+
+  // The answer may arrive after someone started typing or opened a menu: keep their work and
+  // refresh once they are done.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const headers = event.detail.requestConfig && event.detail.requestConfig.headers;
+    if (!headers || headers["X-ICC-Live"] !== "1") return;
+    const el = document.querySelector("[data-live]");
+    const target = el && document.querySelector(el.dataset.target);
+    if (target && busyInside(target)) {
+      event.detail.shouldSwap = false;
+      live.pending = true;
+    }
+  });
 
   function scheduleRefresh() {
     clearTimeout(live.timer);
