@@ -92,6 +92,12 @@ def route_template(scope: Scope) -> str:
     return UNMATCHED
 
 
+def observe_request(method: str, route: str, status: int, started: float) -> None:
+    """Count one response and the time from `started` (perf_counter) to its headers."""
+    REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+    REQUESTS.labels(method, route, str(status)).inc()
+
+
 class RequestMetrics:
     """Pure ASGI middleware: time to the response headers, by method and route template."""
 
@@ -110,9 +116,7 @@ class RequestMetrics:
             if recorded:
                 return
             recorded = True
-            method, route = scope["method"], route_template(scope)
-            REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
-            REQUESTS.labels(method, route, str(status)).inc()
+            observe_request(scope["method"], route_template(scope), status, started)
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":

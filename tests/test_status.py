@@ -4,12 +4,16 @@ import asyncio
 from datetime import timedelta
 from xml.etree import ElementTree as ET
 
+import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
+from app.config import get_settings
 from app.errors import InvalidInput, NotPermitted
 from app.incidents import service as incidents
 from app.status import service as status
+from app.status.config import get_status_config
 from tests.conftest import sign_in
 
 
@@ -265,6 +269,121 @@ async def test_a_crowd_is_served_from_the_rendered_copy_until_the_database_annou
             assert "Fix is rolling out" in page.text
         finally:
             event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+
+
+async def listening(app) -> None:
+    """Wait for the app's LISTEN connection: copies are kept only while it is up."""
+    for _ in range(50):
+        if app.state.listener.connected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the listener did not connect")
+
+
+def sample_of_304() -> float:
+    labels = {"method": "GET", "route": "/status", "status": "304"}
+    return REGISTRY.get_sample_value("icc_http_requests_total", labels) or 0.0
+
+
+async def test_the_copy_answers_every_public_status_path_before_routing_without_a_query(
+    app, client, public_and_private
+):
+    queries = []
+
+    def count(*_args):
+        queries.append(1)
+
+    async with app.router.lifespan_context(app):
+        await listening(app)
+        first = {
+            path: await client.get(path, headers=headers)
+            for path, headers in (
+                ("/status", {}),
+                ("/status?fragment", {"HX-Request": "true"}),
+                ("/status/feed.atom", {}),
+                ("/api/v1/status", {}),
+            )
+        }
+        counted_before = sample_of_304()
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            page = await client.get("/status")
+            fragment = await client.get("/status", headers={"HX-Request": "true"})
+            boosted = await client.get("/status", headers={"HX-Request": "true", "HX-Boosted": "true"})
+            unchanged = await client.get(
+                "/status", headers={"If-None-Match": first["/status"].headers["etag"]}
+            )
+            feed = await client.get("/status/feed.atom")
+            summary = await client.get("/api/v1/status")
+        finally:
+            event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+        assert queries == []
+        assert page.content == first["/status"].content and "<html" in page.text
+        assert page.headers["cache-control"] == "public, max-age=10"
+        assert page.headers["vary"] == "HX-Request"
+        assert fragment.content == first["/status?fragment"].content
+        assert fragment.text.lstrip().startswith('<div id="icc-status-live">')
+        assert boosted.content == page.content
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert feed.headers["content-type"] == "application/atom+xml"
+        assert feed.content == first["/status/feed.atom"].content
+        assert summary.json()["status"]["description"] == "Checkout is down"
+        # Counted under the route's template, as the routes' own responses are.
+        assert sample_of_304() == counted_before + 1
+
+
+async def test_while_a_change_is_rendered_the_crowd_gets_the_previous_copy_at_once(
+    app, client, session, responder, public_and_private
+):
+    cache = app.state.status_cache
+    async with app.router.lifespan_context(app):
+        await listening(app)
+        before = await client.get("/status")
+        await status.post_update(
+            session, actor=responder, ref=public_and_private.ref, body="Fix is rolling out", public=True
+        )
+        for _ in range(50):
+            if cache.get("html") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert cache.get("html") is None, "the change was not announced"
+        async with cache.rebuilding("html"):  # a slow rebuild is running
+            during = await asyncio.wait_for(client.get("/status"), timeout=2)
+        after = await client.get("/status")
+    assert during.status_code == 200 and during.content == before.content
+    assert "Fix is rolling out" in after.text
+
+
+@pytest.fixture
+def status_requires_login(tmp_path, monkeypatch):
+    policy = tmp_path / "icc.toml"
+    policy.write_text("[status]\nrequire_login = true\n")
+    monkeypatch.setenv("ICC_CONFIG", str(policy))
+    get_settings.cache_clear()
+    get_status_config.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    get_status_config.cache_clear()
+
+
+async def test_a_private_status_page_is_never_sent_to_someone_signed_out_even_when_rendered(
+    app, client, responder, public_and_private, status_requires_login
+):
+    async with app.router.lifespan_context(app):
+        await listening(app)
+        await sign_in(client, responder)
+        for path in ("/status", "/status/feed.atom", "/api/v1/status"):
+            signed_in = await client.get(path)
+            assert signed_in.status_code == 200, path
+            assert signed_in.headers["cache-control"] == "private, max-age=10", path
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as anyone:
+            for path in ("/status", "/status/feed.atom", "/api/v1/status"):
+                response = await anyone.get(path)
+                assert response.status_code in (303, 401), path
+                assert "Checkout is failing for some" not in response.text, path
 
 
 async def test_the_status_api_for_updates(api_as, session, responder, viewer):

@@ -11,9 +11,9 @@ from app.db import SessionDep
 from app.errors import NotAuthenticated
 from app.incidents.routes import after_incident_change
 from app.status import service
-from app.status.cache import cached_response
+from app.status.cache import FEED, PAGE_FRAGMENT, cached_response, page_key
 from app.status.config import get_status_config
-from app.web import templates, wants_fragment
+from app.web import templates
 
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Form(max_length=100_000)]
@@ -31,8 +31,7 @@ def check_access(principal: object) -> bool:
 async def status_page(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """What stakeholders see. Served from a rendered copy until the database says it changed."""
     private = check_access(principal)
-    fragment = wants_fragment(request)
-    key = "html:fragment" if fragment else "html"
+    key = page_key(request)
     cache = request.app.state.status_cache
     async with cache.rebuilding(key):
         item = cache.get(key)
@@ -40,7 +39,7 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
             snapshot = await service.status_snapshot(session)
             template = templates.get_template("status/page.html")
             context = {"s": snapshot, "labels": service.IMPACT_WORDS}
-            if fragment:
+            if key == PAGE_FRAGMENT:
                 body = "".join(template.blocks["live"](template.new_context(context)))
             else:
                 body = template.render(context)
@@ -77,12 +76,12 @@ async def status_feed(request: Request, session: SessionDep, principal: Optional
     """Public updates as an Atom feed."""
     private = check_access(principal)
     cache = request.app.state.status_cache
-    async with cache.rebuilding("atom"):
-        item = cache.get("atom")
+    async with cache.rebuilding(FEED):
+        item = cache.get(FEED)
         if item is None:
             snapshot = await service.status_snapshot(session)
             body = _atom(snapshot, str(request.base_url))
-            item = cache.put("atom", body, "application/atom+xml", snapshot.updated_at)
+            item = cache.put(FEED, body, "application/atom+xml", snapshot.updated_at)
     return cached_response(request, item, private=private)
 
 
