@@ -106,6 +106,7 @@ def serve(
         workers=workers,
         proxy_headers=True,
         log_level="info",
+        access_log=get_settings().access_log,
     )
 
 

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     session_days: int = Field(default=7, ge=1, le=90)
     secure_cookies: bool = False
     run_scheduler: bool = True
+    access_log: bool = True  # a line per request; off behind nginx, whose access log has them all
     demo: bool = False  # `icc serve --demo`: the action catalog calls the built-in receiver
     actions_base_url: str | None = None  # overrides [actions] base_url in icc.toml
 
