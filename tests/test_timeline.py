@@ -25,8 +25,9 @@ async def add(session, actor, incident, body, **kw):
 
 
 async def test_entries_are_ordered_by_when_they_happened_and_keep_when_they_were_logged(
-    session, responder, incident, frozen_clock
+    session, responder, frozen_clock, incident
 ):
+    # frozen_clock comes before incident, so the declaration is logged at the frozen time too.
     frozen_clock.advance(minutes=20)
     await add(session, responder, incident, "Paged the DBA")
     backdated = await add(
@@ -68,6 +69,8 @@ async def test_a_double_submit_with_the_same_client_key_writes_one_entry(session
     assert len(set(ids)) == 1
     entries, _ = await service.list_timeline(session, ref=incident.ref)
     assert [e.body for e in entries].count("Failing over") == 1
+    revisions = await session.scalars(select(TimelineRevision).where(TimelineRevision.entry_id == ids[0]))
+    assert [(r.revision, r.body) for r in revisions] == [(1, "Failing over")]
 
 
 async def test_editing_makes_a_new_revision_and_keeps_every_earlier_one(session, responder, incident):

@@ -4,11 +4,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import Executable
 
 from app import clock
 from app.auth.models import User
@@ -672,6 +674,34 @@ async def record_runbook(session: AsyncSession, *, actor: User, ref: str, key: s
 # ---------------------------------------------------------------- timeline
 
 
+def _write_entry_statement() -> Executable:
+    """The scribe's hot path in one statement, built once: it writes the entry and its first
+    revision (the timeline's trigger announces the incident). A client_key already written, by an
+    earlier or a concurrent submit, writes nothing and returns no row."""
+    columns = ("incident_id", "kind", "body", "author_id", "occurred_at", "recorded_at", "client_key")
+    written = (
+        insert(TimelineEntry)
+        .values({name: bindparam(name) for name in columns} | {"revision": 1})
+        .on_conflict_do_nothing(index_elements=["incident_id", "client_key"])
+        .returning(*TimelineEntry.__table__.c)
+        .cte("written")
+    )
+    first_revision = (
+        insert(TimelineRevision)
+        .from_select(
+            ["entry_id", "revision", "body", "edited_by_id", "edited_at"],
+            select(
+                written.c.id, written.c.revision, written.c.body, written.c.author_id, written.c.recorded_at
+            ),
+        )
+        .cte("first_revision")
+    )
+    return select(TimelineEntry).from_statement(select(written).add_cte(first_revision))
+
+
+_WRITE_ENTRY = _write_entry_statement()
+
+
 async def add_timeline_entry(
     session: AsyncSession,
     *,
@@ -690,8 +720,8 @@ async def add_timeline_entry(
             f"Unknown entry kind {kind!r}: choose one of {', '.join(ENTRY_KINDS_WRITTEN)}.", field="kind"
         )
     body = clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
-    incident = await session.scalar(select(Incident).where(Incident.ref == ref))
-    if incident is None:
+    incident_id = await session.scalar(select(Incident.id).where(Incident.ref == ref))
+    if incident_id is None:
         raise NotFound(f"No incident {ref}.")
     now = clock.now()
     if occurred_at is not None:
@@ -701,34 +731,27 @@ async def add_timeline_entry(
             raise InvalidInput("An entry cannot happen in the future.", field="occurred_at")
         if occurred_at < now - BACKDATE_LIMIT:
             raise InvalidInput("An entry can be back-dated by 30 days at most.", field="occurred_at")
-    incident_id = incident.id
-    if client_key and (existing := await _entry_by_client_key(session, incident_id, client_key)):
-        return existing
-    entry = TimelineEntry(
-        incident_id=incident_id,
-        kind=kind,
-        body=body,
-        author_id=actor.id,
-        occurred_at=occurred_at or now,
-        recorded_at=now,
-        revision=1,
-        client_key=client_key or None,
-    )
-    session.add(entry)
-    try:
-        await session.flush()
-    except IntegrityError:
-        # A concurrent double submit won the unique (incident, client_key) race: return its entry.
-        await session.rollback()
-        existing = await _entry_by_client_key(session, incident_id, client_key)
-        if existing is None:
-            raise
-        return existing
-    session.add(
-        TimelineRevision(entry_id=entry.id, revision=1, body=body, edited_by_id=actor.id, edited_at=now)
+    entry = await session.scalar(
+        _WRITE_ENTRY,
+        {
+            "incident_id": incident_id,
+            "kind": kind,
+            "body": body,
+            "author_id": actor.id,
+            "occurred_at": occurred_at or now,
+            "recorded_at": now,
+            "client_key": client_key or None,
+        },
     )
     await session.commit()
-    return await _entry_loaded(session, entry.id)
+    if entry is None:
+        existing = await _entry_by_client_key(session, incident_id, client_key)
+        if existing is None:
+            raise Conflict("The entry could not be saved; send it again.")
+        return existing
+    set_committed_value(entry, "author", actor)
+    set_committed_value(entry, "redacted_by", None)
+    return entry
 
 
 async def _entry_by_client_key(
