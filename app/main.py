@@ -155,6 +155,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.listener = listener
     app.state.status_cache = status_cache
     app.state.broker = broker
+    app.state.streams = live_routes.Streams(sessionmaker)
     for exc_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.add_middleware(BodySizeLimit)

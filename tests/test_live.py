@@ -7,6 +7,7 @@ import pytest
 
 from app import clock
 from app.incidents import service as incidents
+from app.live.broker import Subscription
 
 
 async def wait_connected(app) -> None:
@@ -17,11 +18,17 @@ async def wait_connected(app) -> None:
     raise AssertionError("the LISTEN connection did not come up")
 
 
-async def expect(queue: asyncio.Queue, payload: str) -> None:
+async def expect(subscription: Subscription, payload: str) -> None:
     """Read events until this one arrives (earlier commits may still be on their way)."""
     async with asyncio.timeout(3):
-        while (await queue.get()) != ("change", payload):
+        while f"event: change\r\ndata: {payload}\r\n".encode() not in await subscription.next_frames():
             pass
+
+
+async def expect_nothing(subscription: Subscription, within: float) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(within):
+            await subscription.next_frames()
 
 
 async def test_a_committed_change_reaches_the_streams_watching_it_and_a_rollback_never_does(
@@ -39,12 +46,11 @@ async def test_a_committed_change_reaches_the_streams_watching_it_and_a_rollback
                 session, actor=responder, ref=other.ref, kind="note", body="hi"
             )
             await expect(everything, str(other.id))
-            assert mine.empty()
+            await expect_nothing(mine, 0.1)
             with pytest.raises(incidents.InvalidTransition):
                 await incidents.change_status(session, actor=responder, ref=one.ref, status="triage")
             await session.rollback()
-            await asyncio.sleep(0.3)
-            assert mine.empty()
+            await expect_nothing(mine, 0.3)
 
 
 async def test_without_a_listen_connection_nothing_is_cached(app):

@@ -553,6 +553,53 @@ async def test_presence_is_shared_by_the_replicas_and_a_closed_page_leaves(
     print(f"\npresence: a closed stream left the page after {gone_after * 1000:.0f} ms")
 
 
+async def test_a_crowd_opening_an_incident_at_once_all_get_their_stream_and_leave_together(
+    cluster: Cluster, person, session: AsyncSession
+) -> None:
+    # More streams than the replica's pool has connections (10 + 10 overflow), opened at the
+    # same moment: a link to a SEV1 pasted in a busy channel.
+    crowd = 200
+    scribe = await person("Sam Scribe")
+    ref, incident_id = await declare(session, scribe.user)
+    path = f"/incidents/{ref}/events"
+    streams = [LiveStream([cluster.a.url], path, scribe.token) for _ in range(crowd)]
+    async with api(cluster.b.url, scribe) as b:
+        try:
+            await asyncio.gather(*(stream.__aenter__() for stream in streams))
+            opened = await asyncio.gather(
+                *(stream.next_event(0, 30, lambda e: e.kind == "resync") for stream in streams)
+            )
+            assert len(opened) == crowd
+            assert [e for s in streams for e in s.errors] == []
+            assert await sql(
+                cluster.database_url, "SELECT count(*) FROM viewers WHERE incident_id = %s", incident_id
+            ) == [(crowd,)]
+            # An open stream holds no database connection: both replicas together (pools and
+            # LISTEN connections) stay far below one connection per stream.
+            [(connections,)] = await sql(
+                cluster.database_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
+            )
+            assert connections < 50, connections
+
+            marks = [len(stream.events) for stream in streams]
+            response = await b.post(f"/api/v1/incidents/{ref}/timeline", json={"body": "Crowd check"})
+            assert response.status_code == 201
+            await asyncio.gather(
+                *(s.next_event(m, 10, changed(incident_id)) for s, m in zip(streams, marks, strict=True))
+            )
+        finally:
+            await asyncio.gather(*(stream.close() for stream in streams))
+
+        async def all_left() -> bool:
+            rows = await sql(
+                cluster.database_url, "SELECT count(*) FROM viewers WHERE incident_id = %s", incident_id
+            )
+            return rows == [(0,)]
+
+        await wait_until(all_left, 10, "the crowd's viewer rows are gone")
+
+
 async def test_a_viewer_of_a_busy_incident_stays_present(
     cluster: Cluster, person, session: AsyncSession
 ) -> None:

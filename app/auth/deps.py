@@ -73,13 +73,5 @@ async def current_user(request: Request, session: SessionDep) -> User:
     return principal.user
 
 
-async def stream_user(request: Request) -> User:
-    """The signed-in user for a long-lived stream: checked with a session of its own that is
-    closed before the stream starts, so an open stream holds no database connection."""
-    async with request.app.state.sessionmaker() as session:
-        return await current_user(request, session)
-
-
 CurrentUser = Annotated[User, Depends(current_user)]
-StreamUser = Annotated[User, Depends(stream_user)]
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -29,7 +29,6 @@ from app.incidents.models import (
     TimelineEntry,
     TimelineRevision,
 )
-from app.live import notify as _notify  # noqa: F401 - every timeline write announces its incident
 
 ROLE_LABELS = {
     "incident_commander": "Incident Commander",

@@ -1,58 +1,128 @@
 """Who is looking at an incident right now, across replicas: a row per open stream, touched
 every heartbeat. A row not touched for PRESENCE_TTL belongs to a stream that died without
-saying goodbye (a killed replica) and no longer counts."""
+saying goodbye (a killed replica) and no longer counts.
 
+A crowd opening one incident (a SEV1 link pasted in a busy channel) must not take a database
+session per viewer per event: a stream's row is written in the session that signed it in, the
+rows of a process are touched together (one UPDATE per heartbeat, however many streams), and
+the rows of streams that close at once are deleted together.
+"""
+
+import asyncio
+import logging
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import String, cast, delete, func, insert, literal, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import clock
 from app.auth.models import User
+from app.errors import NotFound
+from app.incidents.models import Incident
 from app.live.models import Viewer
 from app.live.notify import CHANNEL, PRESENCE_PREFIX
 
 PRESENCE_TTL = timedelta(seconds=45)
+HEARTBEAT_SECONDS = 15
+
+log = logging.getLogger("icc.live")
 
 
-async def _announce(session: AsyncSession, incident_id: int) -> None:
+def _announcement(incident_id: ColumnElement[int] | int) -> ColumnElement[str]:
     # "p:" marks a presence change: brokers coalesce these (a crowd joining is one event a
     # second, not one per viewer per viewer) and caches of the status page ignore them.
-    await session.execute(select(func.pg_notify(CHANNEL, f"{PRESENCE_PREFIX}{incident_id}")))
+    return func.pg_notify(CHANNEL, literal(PRESENCE_PREFIX) + cast(incident_id, String))
 
 
-async def arrive(
-    sessionmaker: async_sessionmaker[AsyncSession], *, incident_id: int, user_id: int
-) -> uuid.UUID:
-    """Record an open stream; the other viewers hear about it."""
-    connection = uuid.uuid4()
-    async with sessionmaker() as session:
-        session.add(
-            Viewer(connection=connection, incident_id=incident_id, user_id=user_id, seen_at=clock.now())
+class Viewers:
+    """This process's open incident streams and their rows in `viewers`."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._here: set[uuid.UUID] = set()
+        self._leaving: set[uuid.UUID] = set()
+        self._departing: asyncio.Task[None] | None = None
+        self._touching: asyncio.Task[None] | None = None
+
+    async def arrive(self, session: AsyncSession, *, ref: str, user_id: int) -> tuple[int, uuid.UUID]:
+        """Record a stream opening on incident `ref` and tell its other viewers, in one
+        statement of the caller's session, and commit. Returns the incident's id and the
+        stream's connection id; raises NotFound for an unknown reference."""
+        connection = uuid.uuid4()
+        arrived = (
+            insert(Viewer)
+            .from_select(
+                ["connection", "incident_id", "user_id", "seen_at"],
+                select(literal(connection), Incident.id, literal(user_id), literal(clock.now())).where(
+                    Incident.ref == ref
+                ),
+            )
+            .returning(Viewer.incident_id)
+            .cte("arrived")
         )
-        await session.flush()
-        await _announce(session, incident_id)
-        await session.commit()
-    return connection
-
-
-async def still_here(sessionmaker: async_sessionmaker[AsyncSession], *, connection: uuid.UUID) -> None:
-    async with sessionmaker() as session:
-        await session.execute(
-            update(Viewer).where(Viewer.connection == connection).values(seen_at=clock.now())
-        )
-        await session.commit()
-
-
-async def leave(sessionmaker: async_sessionmaker[AsyncSession], *, connection: uuid.UUID) -> None:
-    async with sessionmaker() as session:
         incident_id = await session.scalar(
-            delete(Viewer).where(Viewer.connection == connection).returning(Viewer.incident_id)
+            select(arrived.c.incident_id).add_columns(_announcement(arrived.c.incident_id))
         )
-        if incident_id is not None:
-            await _announce(session, incident_id)
+        if incident_id is None:
+            raise NotFound(f"No incident {ref}.")
         await session.commit()
+        self._here.add(connection)
+        if self._touching is None:
+            self._touching = asyncio.get_running_loop().create_task(self._keep_fresh())
+        return incident_id, connection
+
+    async def leave(self, connection: uuid.UUID) -> None:
+        """The stream closed: its row goes, with those of the streams closing at the same time."""
+        self._here.discard(connection)
+        self._leaving.add(connection)
+        if self._departing is None:
+            self._departing = asyncio.get_running_loop().create_task(self._delete_departed())
+        # Shielded: a stream cancelled while it waits must not cancel the others' goodbye.
+        await asyncio.shield(self._departing)
+
+    async def _delete_departed(self) -> None:
+        try:
+            while self._leaving:
+                batch, self._leaving = self._leaving, set()
+                try:
+                    async with self._sessionmaker() as session:
+                        incident_ids = set(
+                            await session.scalars(
+                                delete(Viewer)
+                                .where(Viewer.connection.in_(batch))
+                                .returning(Viewer.incident_id)
+                            )
+                        )
+                        for incident_id in sorted(incident_ids):
+                            await session.execute(select(_announcement(incident_id)))
+                        await session.commit()
+                except (SQLAlchemyError, OSError) as exc:
+                    # Their rows expire after PRESENCE_TTL: presence heals by itself.
+                    log.warning("could not record %d viewers leaving: %s", len(batch), exc)
+        finally:
+            self._departing = None
+
+    async def _keep_fresh(self) -> None:
+        """While this process has viewers: touch all their rows every heartbeat."""
+        try:
+            while self._here:
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+                here = list(self._here)
+                if not here:
+                    break
+                try:
+                    async with self._sessionmaker() as session:
+                        await session.execute(
+                            update(Viewer).where(Viewer.connection.in_(here)).values(seen_at=clock.now())
+                        )
+                        await session.commit()
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("could not touch %d viewers: %s", len(here), exc)
+        finally:
+            self._touching = None
 
 
 async def viewers_of(session: AsyncSession, *, incident_id: int) -> list[User]:

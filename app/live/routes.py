@@ -1,71 +1,88 @@
 """Server-Sent Events for the incident page, the list and the dashboard.
 
-A stream holds no database session: the viewer is checked when it opens, presence is touched
-with a short session now and then, and everything else comes from the process's broker.
+A stream holds no database session: opening one costs a single short session (who is asking,
+and for an incident page its viewer row), presence is kept by the process for all its streams
+at once, and everything else comes from the process's broker as ready-made bytes.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette.sse import EventSourceResponse
+from starlette.types import Message, Receive, Scope, Send
 
-from app.auth.deps import StreamUser
-from app.incidents import service as incidents
+from app.auth.deps import current_user
 from app.live import presence
-from app.live.broker import EVERYTHING
+from app.live.broker import EVERYTHING, Broker
+from app.live.presence import HEARTBEAT_SECONDS
 
 router = APIRouter(include_in_schema=False)
-HEARTBEAT_SECONDS = 15
+# A crowd opening streams at once (a SEV1 link pasted in a busy channel) queues for these
+# instead of growing the pool to its overflow: the pages the crowd loads next keep connections,
+# and no new PostgreSQL connection is asked of a server that may be full (a refused connection
+# is a 503, which an EventSource does not retry).
+OPENING_CONNECTIONS = 5
 
 
-async def _stream(request: Request, incident_id: int, viewer_id: int | None) -> AsyncIterator[dict]:
-    broker = request.app.state.broker
-    sessionmaker = request.app.state.sessionmaker
-    connection = None
-    with broker.subscribe(incident_id) as queue:
-        # Always start with a resync: a reconnect (Last-Event-ID or not) may have missed events.
-        yield {"event": "resync", "id": broker.next_id(), "data": ""}
-        if viewer_id is not None:
-            connection = await presence.arrive(sessionmaker, incident_id=incident_id, user_id=viewer_id)
+async def _frames(broker: Broker, incident_id: int) -> AsyncIterator[bytes]:
+    with broker.subscribe(incident_id) as subscription:
+        # Always start with a resync, sent once subscribed: whatever was committed before
+        # (a reconnect, Last-Event-ID or not, may have missed events) is in what it refetches.
+        yield broker.frame("resync")
+        while True:
+            yield await subscription.next_frames()
+
+
+class LiveResponse(EventSourceResponse):
+    """An event stream that runs `on_close` however it ends (the client left, the server is
+    shutting down, a write failed), also when it ended before its first event."""
+
+    def __init__(
+        self, frames: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        super().__init__(frames, ping=HEARTBEAT_SECONDS, headers={"X-Accel-Buffering": "no"})
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            loop = asyncio.get_running_loop()
-            next_touch = loop.time() + HEARTBEAT_SECONDS
-            while True:
-                # Presence is touched on its own schedule: a busy incident (an event every few
-                # seconds) must not starve it.
-                if connection is not None and loop.time() >= next_touch:
-                    await presence.still_here(sessionmaker, connection=connection)
-                    next_touch = loop.time() + HEARTBEAT_SECONDS
-                try:
-                    kind, payload = await asyncio.wait_for(
-                        queue.get(), timeout=max(0.0, next_touch - loop.time())
-                    )
-                except TimeoutError:
-                    if connection is None:
-                        next_touch = loop.time() + HEARTBEAT_SECONDS
-                    continue
-                yield {"event": kind, "id": broker.next_id(), "data": payload}
+            await super().__call__(scope, receive, send)
         finally:
-            if connection is not None:
-                await asyncio.shield(presence.leave(sessionmaker, connection=connection))
+            if self.on_close is not None:
+                await self.on_close()
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        # sse-starlette wraps every send in a cancel scope for its optional send timeout, which we
+        # do not set; with a thousand streams that scope was an eighth of the fan-out's CPU
+        # (py-spy, bench/sse_fanout.py). A stalled client cannot block the others anyway: its
+        # events pile up in its own backlog and collapse into a resync.
+        await send(message)
+
+
+class Streams:
+    """What an application's streams share besides the broker (app.state.streams)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.viewers = presence.Viewers(sessionmaker)
+        self.opening = asyncio.Semaphore(OPENING_CONNECTIONS)
 
 
 @router.get("/incidents/{ref}/events")
-async def incident_events(request: Request, user: StreamUser, ref: str) -> EventSourceResponse:
+async def incident_events(request: Request, ref: str) -> LiveResponse:
     """Changes to one incident, as they are committed on any replica."""
-    async with request.app.state.sessionmaker() as session:
-        detail = await incidents.get_incident_detail(session, ref=ref)
-    return EventSourceResponse(
-        _stream(request, detail.incident.id, user.id),
-        ping=HEARTBEAT_SECONDS,
-        headers={"X-Accel-Buffering": "no"},
+    streams = request.app.state.streams
+    async with streams.opening, request.app.state.sessionmaker() as session:
+        user = await current_user(request, session)
+        incident_id, connection = await streams.viewers.arrive(session, ref=ref, user_id=user.id)
+    return LiveResponse(
+        _frames(request.app.state.broker, incident_id), on_close=lambda: streams.viewers.leave(connection)
     )
 
 
 @router.get("/events")
-async def all_events(request: Request, user: StreamUser) -> EventSourceResponse:
+async def all_events(request: Request) -> LiveResponse:
     """Changes to any incident (the list and the dashboard)."""
-    return EventSourceResponse(
-        _stream(request, EVERYTHING, None), ping=HEARTBEAT_SECONDS, headers={"X-Accel-Buffering": "no"}
-    )
+    async with request.app.state.streams.opening, request.app.state.sessionmaker() as session:
+        await current_user(request, session)
+    return LiveResponse(_frames(request.app.state.broker, EVERYTHING))
