@@ -27,6 +27,7 @@ from app.incidents import api as incidents_api
 from app.incidents import routes as incidents_routes
 from app.live import routes as live_routes
 from app.live.broker import Broker
+from app.live.cache import ChangeCache
 from app.live.listener import Listener
 from app.live.notify import CHANNEL
 from app.observability import RequestMetrics, observe_request
@@ -34,7 +35,7 @@ from app.observability import router as observability_router
 from app.runbooks import routes as runbooks_routes
 from app.status import api as status_api
 from app.status import routes as status_routes
-from app.status.cache import RenderedCache, send_public_copy
+from app.status.cache import MAX_AGE_SECONDS, send_public_copy
 from app.status.config import get_status_config
 from app.web import EXCEPTION_HANDLERS, error_response
 
@@ -114,8 +115,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
     get_status_config()
     engine = make_engine(url)
     listener = Listener(libpq_url(url), (CHANNEL,))
-    status_cache = RenderedCache()
-    status_cache.attach(listener)
+    status_cache = ChangeCache(listener, max_age=MAX_AGE_SECONDS)
+    trends_cache = ChangeCache(listener, max_age=MAX_AGE_SECONDS)  # windows move with the clock
     broker = Broker(listener)
     get_escalation_policy()
     sessionmaker = make_sessionmaker(engine)
@@ -154,6 +155,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.alert_config = get_alert_config()  # and so does a broken [alerts] table
     app.state.listener = listener
     app.state.status_cache = status_cache
+    app.state.trends_cache = trends_cache
     app.state.broker = broker
     app.state.streams = live_routes.Streams(sessionmaker)
     for exc_type, handler in EXCEPTION_HANDLERS.items():

@@ -8,6 +8,7 @@ import pytest
 from app import clock
 from app.incidents import service as incidents
 from app.live.broker import Subscription
+from app.status.cache import rendered
 
 
 async def wait_connected(app) -> None:
@@ -55,5 +56,5 @@ async def test_a_committed_change_reaches_the_streams_watching_it_and_a_rollback
 
 async def test_without_a_listen_connection_nothing_is_cached(app):
     assert not app.state.listener.connected
-    app.state.status_cache.put("html", b"<p>stale?</p>", "text/html", clock.now())
+    app.state.status_cache.put("html", rendered(b"<p>stale?</p>", "text/html", clock.now()))
     assert app.state.status_cache.get("html") is None

@@ -450,5 +450,35 @@ async def test_the_dashboard_shows_counts_and_mtta_mttr_per_severity(
     assert "<td>4 min</td>" in page  # the median of 2, 4 and 30 minutes
     assert "<td>25 min</td>" in page  # p90 by linear interpolation: 4 + 0.8 * 26
     fragment = await client.get("/dashboard?days=90", headers={"HX-Request": "true"})
+    assert "last 90 days <small>(3 in all)" in fragment.text
     assert fragment.text.lstrip().startswith('<div id="icc-dashboard"')
     assert (await client.get("/dashboard?days=7")).status_code == 422
+
+
+async def test_a_wall_of_dashboards_reads_the_history_once_per_change(app, client, session, responder):
+    await sign_in(client, responder)
+    await declare(session, responder, severity="SEV2")
+    trend_queries = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if "percentile_cont" in statement or "date_trunc" in statement:
+            trend_queries.append(statement)
+
+    async with app.router.lifespan_context(app):
+        await listening(app)
+        assert "1 in all" in (await client.get("/dashboard")).text
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            for _ in range(5):
+                assert "1 in all" in (await client.get("/dashboard")).text
+            assert trend_queries == []
+            await declare(session, responder, severity="SEV3")
+            for _ in range(50):
+                page = (await client.get("/dashboard")).text
+                if "2 in all" in page:
+                    break
+                await asyncio.sleep(0.05)
+            assert "2 in all" in page
+            assert trend_queries
+        finally:
+            event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)

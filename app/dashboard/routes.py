@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import CurrentUser
 from app.dashboard import service
@@ -25,6 +26,20 @@ def _duration(seconds: float | None) -> str:
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
 
+async def _trends(
+    request: Request, session: AsyncSession, *, days: int, service_name: str | None
+) -> service.Trends:
+    """The window's trends. The unfiltered windows are kept per process until the database
+    announces a change (app/live/cache.py): a wall of dashboards refreshing every 30 s reads
+    the history once per change, not once per refresh."""
+    if service_name:
+        return await service.trends(session, days=days, service=service_name)
+    cache = request.app.state.trends_cache
+    key = str(days)
+    async with cache.rebuilding(key):
+        return cache.get(key) or cache.put(key, await service.trends(session, days=days))
+
+
 @router.get("/dashboard")
 async def dashboard(
     request: Request,
@@ -43,7 +58,7 @@ async def dashboard(
     context = {
         "board": board,
         "active": active,
-        "trends": await service.trends(session, days=days, service=service_filter or None),
+        "trends": await _trends(request, session, days=days, service_name=service_filter or None),
         "severities": incidents.severities(),
         "status_labels": incidents.STATUS_LABELS,
         "filters": {"days": days, "service": service_filter or ""},

@@ -11,7 +11,7 @@ from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
 from app.incidents.schemas import Strict
 from app.status import service
-from app.status.cache import SUMMARY, cached_response
+from app.status.cache import SUMMARY, cached_response, rendered
 from app.status.routes import check_access
 
 router = APIRouter(prefix="/api/v1", tags=["status"])
@@ -119,7 +119,7 @@ async def status_summary(request: Request, session: SessionDep, principal: Optio
         if item is None:
             snapshot = await service.status_snapshot(session)
             body = json.dumps(_summary(snapshot, str(request.base_url)), separators=(",", ":")).encode()
-            item = cache.put(SUMMARY, body, "application/json", snapshot.updated_at)
+            item = cache.put(SUMMARY, rendered(body, "application/json", snapshot.updated_at))
     return cached_response(request, item, private=private)
 
 

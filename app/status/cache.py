@@ -1,14 +1,11 @@
 """Rendered copies of the status page, its JSON and its feed, kept per process.
 
 An outage is when everyone refreshes the status page, so a request must not cost a query. A
-copy is valid until the database announces a change (LISTEN on `icc_changes`), and for at most
-a minute (the page also depends on the date). While the listener is disconnected nothing is
-cached: a stale status page is worse than a slow one.
+copy is valid until the database announces a change, and for at most a minute (the page also
+depends on the date); see app/live/cache.py.
 """
 
-import asyncio
 import hashlib
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -17,12 +14,11 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.live.listener import Listener
-from app.live.notify import PRESENCE_PREFIX
+from app.live.cache import ChangeCache
 from app.status.config import get_status_config
 from app.web import wants_fragment
 
-MAX_AGE_SECONDS = 60
+MAX_AGE_SECONDS = 60  # the page also depends on the date
 # The cache keys of the three public copies.
 PAGE, PAGE_FRAGMENT, FEED, SUMMARY = "html", "html:fragment", "atom", "json"
 
@@ -33,71 +29,19 @@ class Cached:
     media_type: str
     etag: str
     last_modified: str
-    stored_at: float
 
 
-class RenderedCache:
-    def __init__(self) -> None:
-        self._items: dict[str, Cached] = {}
-        # Copies an announced change made out of date, kept to be sent while their rebuild runs.
-        self._previous: dict[str, Cached] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self.listener: Listener | None = None
+RenderedCache = ChangeCache[Cached]
 
-    def rebuilding(self, key: str) -> asyncio.Lock:
-        """Held while one request renders a copy, so a crowd that arrives after a change does not
-        each build its own."""
-        return self._locks.setdefault(key, asyncio.Lock())
 
-    def attach(self, listener: Listener) -> None:
-        self.listener = listener
-        listener.subscribe(
-            lambda _channel, payload: None if payload.startswith(PRESENCE_PREFIX) else self.outdate()
-        )
-        listener.on_reconnect(self.clear)
-
-    def outdate(self) -> None:
-        """A change was announced: every copy must be rebuilt before it is trusted again."""
-        self._previous.update(self._items)
-        self._items.clear()
-
-    def clear(self) -> None:
-        """Notifications may have been missed: nothing here is worth sending any more."""
-        self._items.clear()
-        self._previous.clear()
-
-    def get(self, key: str) -> Cached | None:
-        if self.listener is None or not self.listener.connected:
-            return None
-        item = self._items.get(key)
-        if item is None or time.monotonic() - item.stored_at > MAX_AGE_SECONDS:
-            return None
-        return item
-
-    def previous(self, key: str) -> Cached | None:
-        """The copy before the last change, only while one request is rebuilding it: with a long
-        history a rebuild takes seconds, and a crowd should see the page of a moment ago at once
-        rather than queue behind it (a proxy's cache does the same: `proxy_cache_use_stale
-        updating`)."""
-        if self.listener is None or not self.listener.connected or not self.rebuilding(key).locked():
-            return None
-        item = self._previous.get(key)
-        if item is None or time.monotonic() - item.stored_at > MAX_AGE_SECONDS:
-            return None
-        return item
-
-    def put(self, key: str, body: bytes, media_type: str, updated_at: datetime) -> Cached:
-        item = Cached(
-            body=body,
-            media_type=media_type,
-            etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
-            last_modified=format_datetime(updated_at.astimezone(UTC), usegmt=True),
-            stored_at=time.monotonic(),
-        )
-        if self.listener is not None and self.listener.connected:
-            self._items[key] = item
-            self._previous.pop(key, None)
-        return item
+def rendered(body: bytes, media_type: str, updated_at: datetime) -> Cached:
+    """A copy with the validators that let clients and proxies reuse it."""
+    return Cached(
+        body=body,
+        media_type=media_type,
+        etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+        last_modified=format_datetime(updated_at.astimezone(UTC), usegmt=True),
+    )
 
 
 def page_key(request: Request) -> str:

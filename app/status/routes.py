@@ -11,7 +11,7 @@ from app.db import SessionDep
 from app.errors import NotAuthenticated
 from app.incidents.routes import after_incident_change
 from app.status import service
-from app.status.cache import FEED, PAGE_FRAGMENT, cached_response, page_key
+from app.status.cache import FEED, PAGE_FRAGMENT, cached_response, page_key, rendered
 from app.status.config import get_status_config
 from app.web import templates
 
@@ -43,7 +43,7 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
                 body = "".join(template.blocks["live"](template.new_context(context)))
             else:
                 body = template.render(context)
-            item = cache.put(key, body.encode(), "text/html; charset=utf-8", snapshot.updated_at)
+            item = cache.put(key, rendered(body.encode(), "text/html; charset=utf-8", snapshot.updated_at))
     return cached_response(request, item, private=private)
 
 
@@ -81,7 +81,7 @@ async def status_feed(request: Request, session: SessionDep, principal: Optional
         if item is None:
             snapshot = await service.status_snapshot(session)
             body = _atom(snapshot, str(request.base_url))
-            item = cache.put(FEED, body, "application/atom+xml", snapshot.updated_at)
+            item = cache.put(FEED, rendered(body, "application/atom+xml", snapshot.updated_at))
     return cached_response(request, item, private=private)
 
 
