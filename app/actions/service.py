@@ -178,10 +178,9 @@ async def _incident(session: AsyncSession, ref: str) -> Incident:
 
 
 async def runnable_actions(
-    session: AsyncSession, *, catalog: Catalog, actor: User, ref: str
+    session: AsyncSession, *, catalog: Catalog, actor: User, incident: Incident
 ) -> list[ActionSpec]:
     """The catalog actions this person may run on this incident now (cooldowns aside)."""
-    incident = await _incident(session, ref)
     allowed = []
     for spec in catalog.actions.values():
         try:
@@ -214,15 +213,18 @@ async def list_action_runs(
     *,
     catalog: Catalog,
     ref: str | None = None,
+    incident_id: int | None = None,
     action: str | None = None,
     state: str | None = None,
     limit: int = 200,
 ) -> list[RunView]:
-    """Runs newest first, filtered by incident, action and (shown) state."""
+    """Runs newest first, filtered by incident (its reference or id), action and (shown) state."""
     now = clock.now()
     query = select(ActionRun).options(selectinload(ActionRun.incident), selectinload(ActionRun.prepared_by))
     if ref:
-        query = query.where(ActionRun.incident_id == (await _incident(session, ref.strip())).id)
+        incident_id = (await _incident(session, ref.strip())).id
+    if incident_id is not None:
+        query = query.where(ActionRun.incident_id == incident_id)
     if action:
         query = query.where(ActionRun.action == action.strip()[:64])
     if state:

@@ -61,7 +61,7 @@ async def _incident_page(
             key=lambda v: v.name,
         ),
         "escalations": await escalation.escalations_of(session, incident_id=detail.incident.id),
-        "updates": (await status.list_updates(session, ref=ref))[:5],
+        "updates": await status.latest_updates(session, incident_id=detail.incident.id, limit=5),
         "components": get_status_config().components,
         "impacts": await status.impacts_of(session, incident=detail.incident),
         "impact_words": status.IMPACT_WORDS,
@@ -69,10 +69,10 @@ async def _incident_page(
         "update_soon": _update_soon(detail),
         "suggested": await runbooks.suggest_for_incident(session, services=detail.incident.services),
         "runnable": await actions.runnable_actions(
-            session, catalog=request.app.state.catalog, actor=request.state.principal.user, ref=ref
+            session, catalog=request.app.state.catalog, actor=user, incident=detail.incident
         ),
         "action_runs": await actions.list_action_runs(
-            session, catalog=request.app.state.catalog, ref=ref, limit=5
+            session, catalog=request.app.state.catalog, incident_id=detail.incident.id, limit=5
         ),
         "run_labels": actions.STATE_LABELS,
         "linked": await alerts.alerts_of_incident(session, incident=detail.incident),

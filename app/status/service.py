@@ -169,11 +169,19 @@ async def list_updates(session: AsyncSession, *, ref: str) -> list[CommsUpdate]:
     incident_id = await session.scalar(select(Incident.id).where(Incident.ref == ref))
     if incident_id is None:
         raise NotFound(f"No incident {ref}.")
+    return await latest_updates(session, incident_id=incident_id)
+
+
+async def latest_updates(
+    session: AsyncSession, *, incident_id: int, limit: int | None = None
+) -> list[CommsUpdate]:
+    """An incident's updates, public and internal, newest first; at most `limit` of them."""
     rows = await session.scalars(
         select(CommsUpdate)
         .where(CommsUpdate.incident_id == incident_id)
         .options(selectinload(CommsUpdate.author))
         .order_by(CommsUpdate.posted_at.desc(), CommsUpdate.id.desc())
+        .limit(limit)
     )
     return list(rows)
 
