@@ -2,6 +2,7 @@
 emptied after each test, dropped at the end. Point ICC_TEST_DATABASE_URL at a server (default:
 the local one on 127.0.0.1:5432)."""
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,8 +23,10 @@ from app import clock
 from app.auth import service as accounts
 from app.auth.models import User
 from app.config import get_policy, get_settings
+from app.escalation.config import get_escalation_policy
 from app.main import create_app
 from app.migrate import upgrade_to_head
+from app.status.config import get_status_config
 
 SERVER_URL = os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-battery"
@@ -169,3 +172,32 @@ async def sign_in(client: httpx.AsyncClient, user: User) -> str:
 def browser_output_dir() -> Path:
     OUTPUT_DIR.mkdir(exist_ok=True)
     return OUTPUT_DIR
+
+
+async def wait_connected(app) -> None:
+    """Until the app's LISTEN connection is up (inside its lifespan): caches and streams rely on it."""
+    for _ in range(100):
+        if app.state.listener.connected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the LISTEN connection did not come up")
+
+
+POLICY_CACHES = (get_settings, get_policy, get_status_config, get_escalation_policy)
+
+
+@pytest.fixture
+def icc_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """`icc_toml(text)`: the app reads this policy file (ICC_CONFIG) until the test ends."""
+
+    def use(text: str) -> None:
+        path = tmp_path / "icc.toml"
+        path.write_text(text)
+        monkeypatch.setenv("ICC_CONFIG", str(path))
+        for cached in POLICY_CACHES:
+            cached.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    for cached in POLICY_CACHES:
+        cached.cache_clear()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.config import ConfigError
 from app.escalation import service
-from app.escalation.config import get_escalation_policy, load_escalation_policy
+from app.escalation.config import load_escalation_policy
 from app.escalation.models import Escalation, EscalationNotification
 from app.incidents import service as incidents
 
@@ -52,24 +52,14 @@ def receiver():
 
 
 @pytest.fixture
-def policy_with_webhook(tmp_path, monkeypatch, receiver):
-    path = tmp_path / "icc.toml"
-    path.write_text(
+def policy_with_webhook(icc_toml, receiver):
+    icc_toml(
         "[[escalation.SEV1]]\n"
         'name = "Manager"\nafter = "30m"\nwhen = "unacknowledged"\n'
         f'notify = ["role:admin", "webhook:{receiver.url}"]\n'
         "[[escalation.SEV1]]\n"
         'name = "Director"\nafter = "60m"\nwhen = "unmitigated"\nnotify = ["person:director@example.com"]\n'
     )
-    monkeypatch.setenv("ICC_CONFIG", str(path))
-    from app.config import get_settings
-
-    get_settings.cache_clear()
-    get_escalation_policy.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    get_escalation_policy.cache_clear()
 
 
 def test_the_default_policy_follows_the_users_escalation_matrix(tmp_path):

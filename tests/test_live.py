@@ -9,14 +9,7 @@ from app import clock
 from app.incidents import service as incidents
 from app.live.broker import Subscription
 from app.status.cache import rendered
-
-
-async def wait_connected(app) -> None:
-    for _ in range(100):
-        if app.state.listener.connected:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the LISTEN connection did not come up")
+from tests.conftest import wait_connected
 
 
 async def expect(subscription: Subscription, payload: str) -> None:

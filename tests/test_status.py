@@ -9,12 +9,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from app.config import get_settings
 from app.errors import InvalidInput, NotPermitted
 from app.incidents import service as incidents
 from app.status import service as status
-from app.status.config import get_status_config
-from tests.conftest import sign_in
+from tests.conftest import sign_in, wait_connected
 
 
 async def declare(session, actor, **kw):
@@ -271,15 +269,6 @@ async def test_a_crowd_is_served_from_the_rendered_copy_until_the_database_annou
             event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
 
 
-async def listening(app) -> None:
-    """Wait for the app's LISTEN connection: copies are kept only while it is up."""
-    for _ in range(50):
-        if app.state.listener.connected:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the listener did not connect")
-
-
 def sample_of_304() -> float:
     labels = {"method": "GET", "route": "/status", "status": "304"}
     return REGISTRY.get_sample_value("icc_http_requests_total", labels) or 0.0
@@ -294,7 +283,7 @@ async def test_the_copy_answers_every_public_status_path_before_routing_without_
         queries.append(1)
 
     async with app.router.lifespan_context(app):
-        await listening(app)
+        await wait_connected(app)
         first = {
             path: await client.get(path, headers=headers)
             for path, headers in (
@@ -337,7 +326,7 @@ async def test_while_a_change_is_rendered_the_crowd_gets_the_previous_copy_at_on
 ):
     cache = app.state.status_cache
     async with app.router.lifespan_context(app):
-        await listening(app)
+        await wait_connected(app)
         before = await client.get("/status")
         await status.post_update(
             session, actor=responder, ref=public_and_private.ref, body="Fix is rolling out", public=True
@@ -355,23 +344,15 @@ async def test_while_a_change_is_rendered_the_crowd_gets_the_previous_copy_at_on
 
 
 @pytest.fixture
-def status_requires_login(tmp_path, monkeypatch):
-    policy = tmp_path / "icc.toml"
-    policy.write_text("[status]\nrequire_login = true\n")
-    monkeypatch.setenv("ICC_CONFIG", str(policy))
-    get_settings.cache_clear()
-    get_status_config.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    get_status_config.cache_clear()
+def status_requires_login(icc_toml):
+    icc_toml("[status]\nrequire_login = true\n")
 
 
 async def test_a_private_status_page_is_never_sent_to_someone_signed_out_even_when_rendered(
     app, client, responder, public_and_private, status_requires_login
 ):
     async with app.router.lifespan_context(app):
-        await listening(app)
+        await wait_connected(app)
         await sign_in(client, responder)
         for path in ("/status", "/status/feed.atom", "/api/v1/status"):
             signed_in = await client.get(path)
@@ -465,7 +446,7 @@ async def test_a_wall_of_dashboards_reads_the_history_once_per_change(app, clien
             trend_queries.append(statement)
 
     async with app.router.lifespan_context(app):
-        await listening(app)
+        await wait_connected(app)
         assert "1 in all" in (await client.get("/dashboard")).text
         event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
         try:
