@@ -23,40 +23,24 @@ import json
 import os
 import random
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import common
+import httpx
+import psycopg
+from common import Figure, progress
 
-NO_CONFIG = ROOT / "bench" / "no-such-icc.toml"
-os.environ["ICC_ENVIRONMENT"] = "test"
-os.environ["ICC_CONFIG"] = str(NO_CONFIG)
-os.environ.pop("ICC_DATABASE_URL", None)
+from app.auth import service as accounts
+from app.db import make_engine, make_sessionmaker
+from app.incidents import service as incidents
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-
-from app.auth import service as accounts  # noqa: E402
-from app.config import get_policy, get_settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.incidents import service as incidents  # noqa: E402
-from app.migrate import upgrade_to_head  # noqa: E402
-
-SERVER_URL = os.environ.get(
-    "ICC_BENCH_DATABASE_URL",
-    os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
-RESULTS = ROOT / "bench" / "results" / "alert_storm.json"
+RESULTS = common.RESULTS_DIR / "alert_storm.json"
 
 DELIVERIES, DISTINCT, CONCURRENCY = 10_000, 1_000, 50
 WARMUP = 200  # requests of each kind before the timed runs (not counted)
@@ -86,129 +70,11 @@ action = "triage"
 """
 
 
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline_name: str | None = None
-    baseline_value: float | None = None
-    ratio: float | None = None
-    target: float | None = None
-    met: bool | None = None
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# --- ports, processes and the database ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc: subprocess.Popen, name: str, grace: float = 20.0) -> None:
-    """Stop a process this script started (and its own process group, nothing else)."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        progress(f"{name} did not stop within {grace:.0f} s: killing its process group {proc.pid}")
-        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session=True: the group is ours alone
-        proc.wait(timeout=10)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
 def start_product(stack: ExitStack, url: str, workdir: Path, token: str) -> str:
-    port = free_port()
-    runbooks = workdir / "runbooks"
-    runbooks.mkdir()
     config = workdir / "icc.toml"
     config.write_text(ICC_TOML, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ICC_")}
-    env |= {
-        "ICC_DATABASE_URL": url,
-        "ICC_ENVIRONMENT": "test",
-        "ICC_CONFIG": str(config),
-        "ICC_RUN_SCHEDULER": "false",
-        "ICC_RUNBOOKS_DIR": str(runbooks),
-        STORM_TOKEN_ENV: token,
-    }
-    log = workdir / "uvicorn.log"
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop_process, proc, "uvicorn")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=base, trust_env=False, timeout=10.0) as c:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{tail(log)}")
-            try:
-                if c.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn was not ready within 60 s:\n{tail(log)}")
-            time.sleep(0.2)
-    # Both workers answer on the one socket: a few fresh connections so that each has started.
-    for _ in range(10):
-        with httpx.Client(base_url=base, trust_env=False, timeout=10.0) as fresh:
-            assert fresh.get("/healthz").status_code == 200
-    return base
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-def create_database() -> tuple[str, str]:
-    name = f"icc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(SERVER_URL), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(SERVER_URL, name).replace("postgresql://", "postgresql+psycopg://", 1)
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(_libpq(SERVER_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def settle(conn: psycopg.Connection) -> None:
-    """Wait until no query of the benchmark database is running but ours, so a run never pays for
-    the tail of the one before it."""
-    started, quiet = time.monotonic(), 0
-    while time.monotonic() - started < SETTLE_LIMIT_S and quiet < 3:
-        (active,) = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state <> 'idle'"
-        ).fetchone()
-        quiet = quiet + 1 if active == 0 else 0
-        time.sleep(0.1)
+    env = {"ICC_CONFIG": str(config), "ICC_RUN_SCHEDULER": "false", STORM_TOKEN_ENV: token}
+    return common.start_product(stack, url, workdir, env)[0]
 
 
 async def seed(url: str) -> tuple[str, str]:
@@ -354,7 +220,7 @@ def run(url: str, notes: list[str]) -> list[Figure]:
         progress("seeding a responder, an API token and an incident")
         api_token, ref = asyncio.run(seed(url))
         storm_token = secrets.token_urlsafe(24)
-        conn = stack.enter_context(psycopg.connect(_libpq(url), autocommit=True))
+        conn = stack.enter_context(psycopg.connect(common.libpq(url), autocommit=True))
         progress("starting uvicorn")
         base = start_product(stack, url, workdir, storm_token)
 
@@ -380,7 +246,7 @@ def run(url: str, notes: list[str]) -> list[Figure]:
                 raise RuntimeError(f"warm-up {what}: answers {done.statuses}, no 2xx at all")
             if set(done.statuses) - {200, 201}:
                 notes.append(f"**Warm-up {what}: answers {done.statuses}** (not counted).")
-        settle(conn)
+        common.settle(conn, SETTLE_LIMIT_S)
 
         half = DELIVERIES // HALVES
         plan = [("storm", 0), ("timeline", 0), ("timeline", 1), ("storm", 1)]  # ABBA
@@ -410,7 +276,7 @@ def run(url: str, notes: list[str]) -> list[Figure]:
                     "requests sent (the budget keeps the run under 4 minutes)."
                 )
             runs[side].append(done)
-            settle(conn)
+            common.settle(conn, SETTLE_LIMIT_S)
 
         def total(side: str) -> tuple[float, float, dict[int, int], int]:
             found = runs[side]
@@ -486,56 +352,23 @@ def run(url: str, notes: list[str]) -> list[Figure]:
         ]
 
 
-def markdown_table(figures: list[Figure]) -> str:
-    def num(value: float | None) -> str:
-        return "" if value is None else f"{value:,.3f}"
-
-    lines = [
-        "| figure | value | unit | baseline | baseline value | ratio | target | met |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- |",
-    ]
-    for f in figures:
-        met = "" if f.met is None else ("yes" if f.met else "**NO**")
-        target = "" if f.target is None else f"≥ {f.target:g}"
-        lines.append(
-            f"| {f.name} | {num(f.value)} | {f.unit} | {f.baseline_name or ''} | {num(f.baseline_value)} "
-            f"| {num(f.ratio)} | {target} | {met} |"
-        )
-    return "\n".join(lines)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` drops the database
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    name, url = create_database()
-    notes: list[str] = []
-    try:
-        upgrade_to_head(url)
-        get_settings.cache_clear()
-        get_policy.cache_clear()
-        figures = run(url, notes)
-    finally:
-        drop_database(name)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n", encoding="utf-8")
-    print()
-    print("## Alert storm benchmark")
-    print()
-    print(markdown_table(figures))
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print(
-        "- alerts/s and req/s: requests answered divided by the wall time of the runs; the stored "
-        "count is met only when it is exactly the distinct count and delivery_count sums to the "
-        "deliveries sent; p99 ratio = baseline / ours (higher is better)."
+    figures, notes = common.with_database(lambda url, _name, notes: run(url, notes))
+    common.report(
+        "Alert storm benchmark",
+        RESULTS,
+        figures,
+        notes,
+        started=started,
+        footer=(
+            "alerts/s and req/s: requests answered divided by the wall time of the runs; the stored "
+            "count is met only when it is exactly the distinct count and delivery_count sums to the "
+            "deliveries sent; p99 ratio = baseline / ours (higher is better).",
+            common.load_line(load_before, "the load generator, uvicorn and PostgreSQL"),
+        ),
     )
-    print(
-        f"- Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-        f"on {os.cpu_count()} CPUs shared by the load generator, uvicorn and PostgreSQL."
-    )
-    print(f"- Written to {RESULTS.relative_to(ROOT)}; took {time.perf_counter() - started:.0f} s.")
     return 0
 
 

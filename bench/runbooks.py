@@ -14,47 +14,33 @@ it to head and drops it at the end, also on error or Ctrl-C.
 
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import common
+import psycopg
+from common import DIAGNOSTIC, Figure, latency_figure
+from markdown_it import MarkdownIt
+from sqlalchemy import func, literal_column, or_, select, text
 
-os.environ["ICC_ENVIRONMENT"] = "test"
-os.environ["ICC_CONFIG"] = str(ROOT / "bench" / "no-such-icc.toml")
-os.environ.pop("ICC_DATABASE_URL", None)
+from app.db import make_engine, make_sessionmaker
+from app.runbooks import service
+from app.runbooks.models import Runbook
+from app.runbooks.render import render_runbook, split_front_matter
 
-import psycopg  # noqa: E402
-from markdown_it import MarkdownIt  # noqa: E402
-from sqlalchemy import func, literal_column, or_, select, text  # noqa: E402
-
-from app.config import get_policy, get_settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.migrate import upgrade_to_head  # noqa: E402
-from app.runbooks import service  # noqa: E402
-from app.runbooks.models import Runbook  # noqa: E402
-from app.runbooks.render import render_runbook, split_front_matter  # noqa: E402
-
-SERVER_URL = os.environ.get(
-    "ICC_BENCH_DATABASE_URL",
-    os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
-CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "runbooks"
+ROOT = common.ROOT
+CORPUS_DIR = ROOT.parent / "shared" / "corpus" / "runbooks"
 PROJECT_RUNBOOKS = ROOT / "runbooks"
 FALLBACK_DOC = PROJECT_RUNBOOKS / "rb-000-incident-response.md"
-RESULTS = ROOT / "bench" / "results" / "runbooks.json"
+RESULTS = common.RESULTS_DIR / "runbooks.json"
 
 LIBRARY_SIZE = 1000
 RENDER_ROUNDS, RENDER_WARMUP = 21, 3
@@ -72,34 +58,6 @@ SEARCHES = [
 ]
 
 WARM_TARGET, COLD_TARGET, SEARCH_TARGET = 1.0, 0.1, 0.5
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline_name: str | None = None
-    baseline_value: float | None = None
-    ratio: float | None = None
-    target: float | None = None
-    met: bool | None = None
-
-
-def ratio_figure(
-    name: str, value: float, baseline_name: str, baseline: float, target: float | None
-) -> Figure:
-    ratio = baseline / value
-    return Figure(
-        name=name,
-        value=round(value, 3),
-        unit="ms",
-        baseline_name=baseline_name,
-        baseline_value=round(baseline, 3),
-        ratio=round(ratio, 3),
-        target=target,
-        met=None if target is None else ratio >= target,
-    )
 
 
 # --- timing -------------------------------------------------------------------------------------
@@ -129,31 +87,6 @@ def sync_call(fn: Callable[[], object]) -> Timed:
         return fn()
 
     return call
-
-
-# --- the benchmark database ---------------------------------------------------------------------
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-def create_database() -> tuple[str, str]:
-    name = f"icc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(SERVER_URL), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(SERVER_URL, name).replace("postgresql://", "postgresql+psycopg://", 1)
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(_libpq(SERVER_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- 1. rendering -------------------------------------------------------------------------------
@@ -214,17 +147,17 @@ async def bench_render(sessionmaker, workdir: Path, notes: list[str]) -> list[Fi
         "(sum of per-document medians)."
     )
     return [
-        ratio_figure(
+        latency_figure(
             "render cold: render_runbook", times["cold"], baseline_name, times["baseline"], COLD_TARGET
         ),
-        ratio_figure(
+        latency_figure(
             "render warm: SELECT html FROM runbooks",
             times["warm"],
             baseline_name,
             times["baseline"],
             WARM_TARGET,
         ),
-        ratio_figure(
+        latency_figure(
             "render cold, all sources (informational)",
             every["cold"],
             baseline_name,
@@ -369,7 +302,7 @@ async def bench_search(sessionmaker, url: str, workdir: Path, notes: list[str]) 
         )
     )
 
-    with psycopg.connect(_libpq(url)) as conn:
+    with psycopg.connect(common.libpq(url)) as conn:
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE runbooks")  # the steady state autovacuum reaches on its own
 
@@ -392,7 +325,7 @@ async def bench_search(sessionmaker, url: str, workdir: Path, notes: list[str]) 
             warmup=SEARCH_WARMUP,
         )
         baseline_name = f"SELECT id FROM runbooks WHERE body ILIKE '%{word}%' LIMIT 100"  # noqa: S608 - a label
-        main = ratio_figure(
+        main = latency_figure(
             f"search '{q}': find_runbooks", times["search"], baseline_name, times["baseline"], SEARCH_TARGET
         )
         figures.append(main)
@@ -405,14 +338,13 @@ async def bench_search(sessionmaker, url: str, workdir: Path, notes: list[str]) 
             ("ids_gin", "ids only, without `OR key ILIKE q` (GIN index usable)"),
         ]:
             figures.append(
-                ratio_figure(f"{DIAGNOSTIC}'{q}': {what}", times[key], baseline_name, times["baseline"], None)
+                latency_figure(
+                    f"{DIAGNOSTIC}'{q}': {what}", times[key], baseline_name, times["baseline"], None
+                )
             )
         if not main.met:
             notes.append(_why_slow(q, times, len(hits)))
     return figures
-
-
-DIAGNOSTIC = "diagnostic: "
 
 
 async def _search(sessionmaker, q: str) -> list:
@@ -457,25 +389,7 @@ def _why_slow(q: str, times: dict[str, float], hits: int) -> str:
     )
 
 
-# --- output -------------------------------------------------------------------------------------
-
-
-def markdown_table(figures: list[Figure]) -> str:
-    def num(value: float | None) -> str:
-        return "" if value is None else f"{value:,.3f}"
-
-    lines = [
-        "| figure | value | unit | baseline | baseline value | ratio | target | met |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- |",
-    ]
-    for f in figures:
-        met = "" if f.met is None else ("yes" if f.met else "**NO**")
-        target = "" if f.target is None else f"≥ {f.target:g}"
-        lines.append(
-            f"| {f.name} | {num(f.value)} | {f.unit} | {f.baseline_name or ''} | {num(f.baseline_value)} "
-            f"| {num(f.ratio)} | {target} | {met} |"
-        )
-    return "\n".join(lines)
+# --- the run ------------------------------------------------------------------------------------
 
 
 async def run(url: str, notes: list[str]) -> list[Figure]:
@@ -492,34 +406,19 @@ async def run(url: str, notes: list[str]) -> list[Figure]:
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` drops the database
     started = time.perf_counter()
-    name, url = create_database()
-    notes: list[str] = []
-    try:
-        upgrade_to_head(url)
-        get_settings.cache_clear()
-        get_policy.cache_clear()
-        figures = asyncio.run(run(url, notes))
-    finally:
-        drop_database(name)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n", encoding="utf-8")
-    print()
-    print("## Runbook benchmarks")
-    print()
-    print(markdown_table([f for f in figures if not f.name.startswith(DIAGNOSTIC)]))
-    diagnostics = [f for f in figures if f.name.startswith(DIAGNOSTIC)]
-    if diagnostics:
-        print()
-        print("Where the search time goes (no targets; same baselines):")
-        print()
-        print(markdown_table(diagnostics))
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print("- Ratio = baseline / ours, both medians (ms) of interleaved rounds in this run; higher is better.")
-    print(f"- Written to {RESULTS.relative_to(ROOT)}; took {time.perf_counter() - started:.0f} s.")
+    figures, notes = common.with_database(lambda url, _name, notes: asyncio.run(run(url, notes)))
+    common.report(
+        "Runbook benchmarks",
+        RESULTS,
+        figures,
+        notes,
+        started=started,
+        diagnostics="Where the search time goes (no targets; same baselines):",
+        footer=(
+            "Ratio = baseline / ours, both medians (ms) of interleaved rounds in this run; higher is better.",
+        ),
+    )
     return 0
 
 

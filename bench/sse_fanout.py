@@ -61,15 +61,15 @@ RESULTS = ROOT / "bench" / "results" / "sse_fanout.json"
 PHASES = [("1 process, 500 clients", 1, 500), ("2 processes, 500 clients", 2, 500)]
 TARGET_PHASE = ("2 processes, 1,000 clients", 2, 1000)
 TARGET_MS = 50.0  # commit → last client, p99 over commits (absolute: lower is better)
-COMMITS, COMMIT_GAP_S = 20, 0.5
+COMMITS, COMMIT_GAP_S = 40, 0.5
 NOTIFY_TRIALS, NOTIFY_GAP_S = 200, 0.01  # half before the phases, half after
-OPEN_CONCURRENCY = 20  # streams being opened at once (each opening takes three short sessions)
 OPEN_LIMIT_S, SETTLE_LIMIT_S, QUIET_S = 90.0, 45.0, 1.0
 DRAIN_LIMIT_S = 5.0  # after the last commit, waiting for the last arrivals
-RUN_BUDGET_S = 200.0  # the 1,000-client phase is skipped when the run already took 150 s
+RUN_BUDGET_S = 200.0  # the informational phases are skipped once the run took this long
 IDLE_SAMPLE_S = 2.0  # server CPU with the streams open and no commit (pings, presence)
 MARKER_CHANGE, MARKER_RESYNC = b"event: change", b"event: resync"
 BASELINE_CHANNEL = "icc_bench_rt"
+ERROR_WORDS = ("Error", "Exception", "ERROR", "database unavailable")  # server log lines worth a note
 
 
 @dataclass
@@ -127,7 +127,8 @@ def cpu_seconds(pid: int) -> float:
 class SseClient(asyncio.Protocol):
     """One incident-page stream over a raw socket. It only notes when each event arrives: the
     event names are found in the bytes as they come, without parsing the chunked framing (an
-    event is one chunk; a marker split across two reads is found through the kept tail)."""
+    event is one chunk; a marker split across two reads is found through the kept tail).
+    `ready` resolves to None when the stream's first resync arrived, else to why it failed."""
 
     def __init__(self, request: bytes, ready: asyncio.Future) -> None:
         self.request = request
@@ -141,6 +142,10 @@ class SseClient(asyncio.Protocol):
         self.lost = False
         self.transport: asyncio.Transport | None = None
 
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_result(reason)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(self.request)  # type: ignore[attr-defined]
@@ -152,10 +157,10 @@ class SseClient(asyncio.Protocol):
             end = self.head.find(b"\r\n\r\n")
             if end < 0:
                 return
-            status = self.head.split(b"\r\n", 1)[0]
+            status = self.head.split(b"\r\n", 1)[0].split(b" ")
             data, self.head, self.headers_done = self.head[end + 4 :], b"", True
-            if b" 200 " not in status + b" " and not self.ready.done():
-                self.ready.set_exception(RuntimeError(f"stream answered {status!r}"))
+            if len(status) < 2 or status[1] != b"200":
+                self._fail(f"HTTP {status[1].decode() if len(status) > 1 else '?'}")
                 return
         buf = self.tail + data
         changes, resyncs = buf.count(MARKER_CHANGE), buf.count(MARKER_RESYNC)
@@ -165,44 +170,46 @@ class SseClient(asyncio.Protocol):
         if resyncs:
             self.resyncs.extend([now] * resyncs)
             if not self.ready.done():
-                self.ready.set_result(now)
+                self.ready.set_result(None)
         self.tail = buf[-(len(MARKER_CHANGE) - 1) :]  # shorter than a marker: never counted twice
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"stream closed before its resync ({exc!r})"))
+        self._fail(f"closed before its resync ({type(exc).__name__ if exc else 'EOF'})")
 
 
 async def _clients(pipe, ports: list[int], path: str, token: str) -> None:
     loop = asyncio.get_running_loop()
-    clients: list[SseClient] = []
-    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 
-    async def open_one(port: int) -> None:
+    async def open_one(port: int) -> SseClient | str:
         request = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
             "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
         ).encode()
-        async with gate:
-            client = SseClient(request, loop.create_future())
-            clients.append(client)
+        client = SseClient(request, loop.create_future())
+        try:
             await loop.create_connection(lambda: client, "127.0.0.1", port)
-            await asyncio.wait_for(client.ready, OPEN_LIMIT_S)
-
-    started = time.perf_counter()
-    try:
-        await asyncio.wait_for(asyncio.gather(*(open_one(p) for p in ports)), OPEN_LIMIT_S)
-    except Exception as exc:  # reported to the parent, which raises
-        opened = sum(
-            c.ready.done() and not c.ready.cancelled() and c.ready.exception() is None for c in clients
-        )
-        pipe.send(("error", f"{opened} of {len(ports)} streams opened: {exc!r}"))
-        for client in clients:
+            failure = await asyncio.wait_for(client.ready, OPEN_LIMIT_S)
+        except (OSError, TimeoutError) as exc:
+            failure = f"{type(exc).__name__}"
+        if failure is not None:
             if client.transport is not None:
                 client.transport.abort()
+            return failure
+        return client
+
+    # All at once, as a crowd opening the incident page does: the product must cope, not the
+    # benchmark pace it.
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*(open_one(p) for p in ports))
+    clients = [c for c in outcomes if isinstance(c, SseClient)]
+    failures: dict[str, int] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            failures[outcome] = failures.get(outcome, 0) + 1
+    pipe.send(("open", time.perf_counter() - started, len(clients), failures))
+    if not clients:
         return
-    pipe.send(("open", time.perf_counter() - started))
     mark, resync_mark, cpu_start = [0] * len(clients), [0] * len(clients), 0.0
     while True:
         command = await loop.run_in_executor(None, pipe.recv)
@@ -234,10 +241,14 @@ async def _clients(pipe, ports: list[int], path: str, token: str) -> None:
 
 
 def client_process(pipe, ports: list[int], path: str, token: str) -> None:
-    """Entry point of the client process: opens one stream per entry of `ports`."""
+    """Entry point of the client process: opens one stream per entry of `ports`. It runs on
+    uvloop, as the servers do: the clients share the 2 CPUs with what they measure, so the
+    lighter they are, the less of their own time ends up in the figures."""
+    import uvloop
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     raise_open_file_limit(len(ports) + 256)
-    asyncio.run(_clients(pipe, ports, path, token))
+    uvloop.run(_clients(pipe, ports, path, token))
 
 
 def baseline_listener(pipe, dsn: str) -> None:
@@ -417,6 +428,11 @@ class Phase:
     server_cpu_ms_per_commit: list[float] = field(default_factory=list)
     server_idle_ms_per_gap: list[float] = field(default_factory=list)
     commit_ms: list[float] = field(default_factory=list)
+    opened: int = 0
+    failed_opens: dict[str, int] = field(default_factory=dict)  # why -> how many streams
+    server_log: str = ""  # the servers' error lines, when there were any
+    lost: int = 0  # streams closed before the end of the commits
+    exited: list[str] = field(default_factory=list)  # servers that were gone before the end
 
 
 def match(arrivals: list[list[float]], commits: list[float], starts: list[float], phase: Phase) -> None:
@@ -448,14 +464,21 @@ async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes:
         ports = [servers[n % processes][0] for n in range(clients)]  # interleaved over the replicas
         proc, pipe = start_child(stack, client_process, ports, f"/incidents/{seed_.ref}/events", seed_.token)
         stack.callback(tell_to_stop, proc, pipe)
-        reply = await asyncio.to_thread(receive, pipe, proc, OPEN_LIMIT_S + 30, "clients")
-        if reply[0] == "error":
-            raise RuntimeError(f"{label}: {reply[1]}")
-        phase.open_s = reply[1]
-        progress(f"{clients} streams open in {phase.open_s:.1f} s; waiting for them to go quiet")
+        _, phase.open_s, phase.opened, phase.failed_opens = await asyncio.to_thread(
+            receive, pipe, proc, OPEN_LIMIT_S + 30, "clients"
+        )
+        failed = sum(phase.failed_opens.values())
+        progress(
+            f"{phase.opened} of {clients} streams open in {phase.open_s:.1f} s"
+            + (f" ({failed} failed: {phase.failed_opens})" if failed else "")
+            + "; waiting for them to go quiet"
+        )
+        if not phase.opened:
+            return phase
 
-        # Every stream that opens announces its viewer on icc_changes, which every other stream of
-        # the incident hears: wait until all viewers are recorded and the streams went quiet.
+        # Every stream that opens announces its viewer on icc_changes (a presence event for the
+        # incident's streams, coalesced): wait until all viewers are recorded and the streams went
+        # quiet, so the commits are timed against a settled crowd.
         started = time.perf_counter()
         while True:
             (viewers,) = db.execute(
@@ -465,7 +488,7 @@ async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes:
             _, last, total, _, lost = await asyncio.to_thread(receive, pipe, proc, 30, "clients")
             if lost:
                 raise RuntimeError(f"{label}: {lost} streams closed while opening")
-            if viewers >= clients and time.perf_counter() - last >= QUIET_S:
+            if viewers >= phase.opened and time.perf_counter() - last >= QUIET_S:
                 break
             if time.perf_counter() - started > SETTLE_LIMIT_S:
                 progress(f"not quiet: last event {time.perf_counter() - last:.2f} s ago, {total:,} events")
@@ -510,7 +533,7 @@ async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes:
         while time.perf_counter() < deadline:
             pipe.send("status")
             _, _, _, since_mark, _ = await asyncio.to_thread(receive, pipe, proc, 30, "clients")
-            if since_mark >= clients * COMMITS:
+            if since_mark >= phase.opened * COMMITS:
                 break
             await asyncio.sleep(0.1)
         phase.server_cpu_ms_per_commit = [
@@ -518,9 +541,15 @@ async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes:
             for (_, p), before in zip(servers, server_cpu, strict=True)
         ]
         pipe.send("collect")
-        _, arrivals, cpu, phase.late_resyncs, _ = await asyncio.to_thread(receive, pipe, proc, 60, "clients")
+        phase.exited = [
+            f"server pid {p.pid} exited with {p.returncode}" for _, p in servers if p.poll() is not None
+        ]
+        _, arrivals, cpu, phase.late_resyncs, phase.lost = await asyncio.to_thread(
+            receive, pipe, proc, 60, "clients"
+        )
         phase.client_cpu_ms_per_commit = cpu * 1000 / COMMITS
         match(arrivals, commits, starts, phase)
+    phase.server_log = server_errors(workdir, processes)
     return phase
 
 
@@ -529,7 +558,9 @@ async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes:
 
 def markdown_table(figures: list[Figure]) -> str:
     def num(value: float | None) -> str:
-        return "" if value is None else f"{value:,.3f}"
+        if value is None:
+            return ""
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.3f}"
 
     lines = [
         "| figure | value | unit | baseline | baseline value | ratio | target | met |",
@@ -537,7 +568,7 @@ def markdown_table(figures: list[Figure]) -> str:
     ]
     for f in figures:
         met = "" if f.met is None else ("yes" if f.met else "**NO**")
-        target = "" if f.target is None else f"≤ {f.target:g} ms"
+        target = "" if f.target is None else f"≤ {f.target:g} {f.unit}"
         lines.append(
             f"| {f.name} | {num(f.value)} | {f.unit} | {f.baseline_name or ''} | {num(f.baseline_value)} "
             f"| {num(f.ratio)} | {target} | {met} |"
@@ -546,10 +577,20 @@ def markdown_table(figures: list[Figure]) -> str:
 
 
 def phase_figures(phase: Phase, base_p50: float, base_p99: float) -> list[Figure]:
-    if not phase.latencies:
-        return []
     name = f"fan-out, {phase.label}"
+    failed = sum(phase.failed_opens.values())
     figures = [
+        Figure(
+            f"{name}: streams that failed to open (of {phase.clients:,} opened at once)",
+            failed,
+            "streams",
+            target=0,
+            met=failed == 0,
+        )
+    ]
+    if not phase.latencies:
+        return figures
+    figures += [
         latency_figure(
             f"{name}: commit → client p50",
             percentile(phase.latencies, 0.5),
@@ -576,7 +617,9 @@ def phase_figures(phase: Phase, base_p50: float, base_p99: float) -> list[Figure
 
 
 def phase_note(phase: Phase) -> str:
-    pairs = phase.clients * COMMITS
+    pairs = phase.opened * COMMITS
+    if not pairs:
+        return f"{phase.label}: no stream opened ({phase.failed_opens})."
     spread = ", ".join(f"{v:.0f}" for v in phase.server_cpu_ms_per_commit)
     idle = ", ".join(f"{v:.0f}" for v in phase.server_idle_ms_per_gap)
     last = (
@@ -585,16 +628,26 @@ def phase_note(phase: Phase) -> str:
         if phase.last_client
         else "no commit reached every client"
     )
+    failed = (
+        f"{sum(phase.failed_opens.values())} of {phase.clients:,} streams failed to open "
+        f"({', '.join(f'{n} {why}' for why, n in phase.failed_opens.items())}); "
+        if phase.failed_opens
+        else f"all {phase.clients:,} streams opened; "
+    )
     return (
-        f"{phase.label}: {len(phase.latencies):,} of {pairs:,} (client, commit) pairs arrived "
+        f"{phase.label}: {failed}{len(phase.latencies):,} of {pairs:,} (client, commit) pairs arrived "
         f"({phase.missing} missing, {phase.extra} extra events, "
         f"{phase.late_resyncs} resyncs during the commits); "
-        f"{last}. Opening took {phase.open_s:.1f} s, then {phase.settle_s:.1f} s until the viewers' own "
+        f"{last}. Opening them all at once took {phase.open_s:.1f} s, "
+        f"then {phase.settle_s:.1f} s until the viewers' own "
         f"announcements stopped ({phase.storm_events:,} change events reached the clients while they "
         f"connected). CPU per commit ({COMMIT_GAP_S} s): server process(es) {spread} ms "
         f"(with no commit: {idle} ms), client process "
         f"{phase.client_cpu_ms_per_commit:.0f} ms. Commit call (add_timeline_entry up to COMMIT) median "
         f"{statistics.median(phase.commit_ms):.1f} ms."
+        + (f" {phase.lost} streams were closed by the server side before the end." if phase.lost else "")
+        + (f" {'; '.join(phase.exited)} before the end of the phase." if phase.exited else "")
+        + phase.server_log
     )
 
 
@@ -622,7 +675,7 @@ def server_errors(workdir: Path, processes: int) -> str:
     found = []
     for log in sorted(workdir.glob(f"uvicorn-{processes}p-*.log")):
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        errors = [line for line in lines if "Error" in line or "Exception" in line]
+        errors = [line for line in lines if any(word in line for word in ERROR_WORDS)]
         if errors:
             found.append(f"{log.stem}: {len(errors)} error lines, last: {errors[-1].strip()[:300]}")
     return (" Server log: " + "; ".join(found)) if found else ""
@@ -637,12 +690,9 @@ async def run(url: str, notes: list[str], started: float) -> list[Figure]:
     failed: dict[str, str] = {}
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="icc-bench-")))
-        for label, processes, clients in [*PHASES, TARGET_PHASE]:
-            if (
-                label,
-                processes,
-                clients,
-            ) == TARGET_PHASE and time.perf_counter() - started > RUN_BUDGET_S - 50:
+        # The target phase first, so a slow machine can only cost the informational ones.
+        for label, processes, clients in [TARGET_PHASE, *PHASES]:
+            if (label, processes, clients) != TARGET_PHASE and time.perf_counter() - started > RUN_BUDGET_S:
                 failed[label] = "skipped: the run was already too long"
                 continue
             progress(f"phase: {label}")
@@ -663,13 +713,24 @@ async def run(url: str, notes: list[str], started: float) -> list[Figure]:
         figures += phase_figures(phase, base_p50, base_p99)
     target = next((p for p in phases if (p.label, p.processes, p.clients) == TARGET_PHASE), None)
     value = percentile(target.last_client, 0.99) if target and target.last_client else None
+    # Met only when every stream opened and every commit reached every one of them: a commit that
+    # some client never heard has no "last client", and leaving it out would flatter the p99.
+    complete = (
+        target is not None
+        and not target.failed_opens
+        and len(target.last_client) == COMMITS
+        and target.opened == target.clients
+    )
     figures.append(
         Figure(
             name="target: SSE fan-out to 1,000 clients over 2 processes, commit → last client, p99",
             value=None if value is None else round(value, 3),
             unit="ms",
+            baseline_name="NOTIFY round trip p99",
+            baseline_value=round(base_p99, 3),
+            ratio=round(base_p99 / value, 3) if value else None,
             target=TARGET_MS,
-            met=value is not None and value <= TARGET_MS,
+            met=complete and value is not None and value <= TARGET_MS,
         )
     )
     notes.append(

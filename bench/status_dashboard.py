@@ -6,8 +6,9 @@ Run from the repository root:  .venv/bin/python bench/status_dashboard.py
 Needs `wrk` and `nginx` on the PATH (apt-get install -y wrk nginx); it installs nothing. It
 creates its own database (icc_bench_<random>) on the server named by ICC_BENCH_DATABASE_URL
 (default: ICC_TEST_DATABASE_URL, then postgres@127.0.0.1:5432), migrates it to head, starts the
-product and an nginx on free 127.0.0.1 ports, and at the end stops both and drops the database,
-also on error, Ctrl-C or SIGTERM. All traffic goes to 127.0.0.1.
+product, a static nginx and the deployment's nginx (docs/deploy/nginx.conf) on free 127.0.0.1
+ports, and at the end stops them all and drops the database, also on error, Ctrl-C or SIGTERM.
+All traffic goes to 127.0.0.1.
 
 Every figure with a target is a ratio `ours / baseline` of requests per second (for latencies,
 `baseline / ours`), both the median of interleaved wrk runs in shuffled order. Higher is better.
@@ -15,418 +16,43 @@ See bench/README.md for what each figure means.
 """
 
 import asyncio
-import json
 import os
-import random
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-NO_CONFIG = ROOT / "bench" / "no-such-icc.toml"
-os.environ["ICC_ENVIRONMENT"] = "test"
-os.environ["ICC_CONFIG"] = str(NO_CONFIG)
-os.environ.pop("ICC_DATABASE_URL", None)
-
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-
-from app.auth import service as accounts  # noqa: E402
-from app.config import get_policy, get_settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.incidents import service as incidents  # noqa: E402
-from app.migrate import upgrade_to_head  # noqa: E402
-from app.status import service as status  # noqa: E402
-
-SERVER_URL = os.environ.get(
-    "ICC_BENCH_DATABASE_URL",
-    os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+import common
+import psycopg
+from common import (
+    DIAGNOSTIC,
+    PASSWORD,
+    UPDATE_BODIES,
+    Case,
+    Figure,
+    client,
+    latency_figure,
+    measure,
+    progress,
+    throughput_figure,
+    wire_size,
 )
-RESULTS = ROOT / "bench" / "results" / "status_dashboard.json"
-APT_HINT = "apt-get update && apt-get install -y wrk nginx"
 
-# wrk: 2 threads, 50 connections, 10 s a run, the median of 3 runs; one short warm-up run of
-# every URL (not counted) before the rounds of a phase.
-WRK_THREADS, WRK_CONNECTIONS, WRK_SECONDS, WRK_ROUNDS, WRK_WARMUP_SECONDS = 2, 50, 10, 3, 2
-WRK_TIMEOUT = "30s"
-SETTLE_LIMIT_S = 60.0  # waiting for the requests wrk abandoned at the end of a run
+from app.auth import service as accounts
+from app.db import make_engine, make_sessionmaker
+from app.incidents import service as incidents
+from app.status import service as status
+
+RESULTS = common.RESULTS_DIR / "status_dashboard.json"
+
 REBUILD_ROUNDS, REBUILD_BUDGET_S = 7, 10.0  # cold/warm status pairs; at least 3, fewer if slow
 STATUS_TARGET, DASHBOARD_TARGET = 0.40, 0.50
 HISTORY_SMALL, HISTORY_LARGE = 1_000, 100_000
 HISTORY_ACTIVE = 6  # still-open incidents among the history (all in the first 1,000)
-PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throwaway account in a throwaway database
 NOTIFY_CHANNEL = "icc_changes"
-DIAGNOSTIC = "diagnostic: "  # figures printed in a second table
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline_name: str | None = None
-    baseline_value: float | None = None
-    ratio: float | None = None
-    target: float | None = None
-    met: bool | None = None
-
-
-def throughput_figure(
-    name: str, value: float, baseline_name: str, baseline: float, target: float | None
-) -> Figure:
-    """Requests per second: higher is better, ratio = ours / baseline."""
-    ratio = value / baseline
-    return Figure(
-        name=name,
-        value=round(value, 3),
-        unit="req/s",
-        baseline_name=baseline_name,
-        baseline_value=round(baseline, 3),
-        ratio=round(ratio, 3),
-        target=target,
-        met=None if target is None else ratio >= target,
-    )
-
-
-def latency_figure(
-    name: str, value: float, baseline_name: str, baseline: float, target: float | None = None
-) -> Figure:
-    """Milliseconds: lower is better, ratio = baseline / ours (as in bench/runbooks.py)."""
-    ratio = baseline / value
-    return Figure(
-        name=name,
-        value=round(value, 3),
-        unit="ms",
-        baseline_name=baseline_name,
-        baseline_value=round(baseline, 3),
-        ratio=round(ratio, 3),
-        target=target,
-        met=None if target is None else ratio >= target,
-    )
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# --- tools, ports and processes -----------------------------------------------------------------
-
-
-def find_tools() -> dict[str, str] | None:
-    """Paths of wrk and nginx (nginx lives in /usr/sbin, often not on a user's PATH)."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
-    found = {tool: shutil.which(tool, path=search) for tool in ("wrk", "nginx")}
-    missing = [tool for tool, path in found.items() if path is None]
-    if missing:
-        print(f"Missing: {', '.join(missing)}. Install with:\n  {APT_HINT}", file=sys.stderr)
-        return None
-    return {tool: str(path) for tool, path in found.items()}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def client(base: str) -> httpx.Client:
-    # trust_env=False: never a proxy from the environment, the traffic stays on 127.0.0.1.
-    return httpx.Client(base_url=base, trust_env=False, follow_redirects=False, timeout=30.0)
-
-
-def stop_process(proc: subprocess.Popen, name: str, sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
-    """Stop a process this script started (and its own process group, nothing else)."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        progress(f"{name} did not stop within {grace:.0f} s: killing its process group {proc.pid}")
-        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session=True: the group is ours alone
-        proc.wait(timeout=10)
-
-
-def wait_until(check, *, what: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail(log)}")
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} was not ready within {timeout:.0f} s:\n{tail(log)}")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
-def start_product(stack: ExitStack, url: str, workdir: Path) -> str:
-    port = free_port()
-    runbooks = workdir / "runbooks"
-    runbooks.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ICC_")}
-    env |= {
-        "ICC_DATABASE_URL": url,
-        "ICC_ENVIRONMENT": "test",
-        "ICC_CONFIG": str(NO_CONFIG),
-        "ICC_RUNBOOKS_DIR": str(runbooks),
-    }
-    log = workdir / "uvicorn.log"
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop_process, proc, "uvicorn")
-    base = f"http://127.0.0.1:{port}"
-    with client(base) as c:
-        wait_until(lambda: c.get("/healthz").status_code == 200, what="uvicorn", proc=proc, log=log)
-        # Both workers answer on the one socket: a few more requests so that each has started.
-        for _ in range(10):
-            with client(base) as fresh:
-                assert fresh.get("/healthz").status_code == 200
-    return base
-
-
-NGINX_CONF = """\
-worker_processes 2;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    sendfile on;
-    keepalive_requests 1000000;  # like uvicorn: never close a keep-alive connection by count
-    server {{
-        listen 127.0.0.1:{port};
-        root {tmp}/www;
-        location = /status {{ default_type "text/html; charset=utf-8"; }}
-    }}
-}}
-"""
-
-
-def start_nginx(stack: ExitStack, nginx: str, body: bytes, workdir: Path) -> str:
-    """nginx on a free port serving `body` as /status, from a static file."""
-    port = free_port()
-    tmp = workdir / "nginx"
-    (tmp / "www").mkdir(parents=True)
-    (tmp / "www" / "status").write_bytes(body)
-    # Run as root, nginx's workers drop to `nobody`: they must be able to read the file.
-    for path in (workdir, tmp, tmp / "www"):
-        path.chmod(0o755)
-    (tmp / "www" / "status").chmod(0o644)
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port), encoding="utf-8")
-    log = tmp / "error.log"
-    with (tmp / "stderr.log").open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - the nginx found on the PATH, our own config
-            [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(log)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stack.callback(stop_process, proc, "nginx", signal.SIGTERM, 10.0)
-    base = f"http://127.0.0.1:{port}"
-    with client(base) as c:
-        wait_until(
-            lambda: c.get("/status").status_code == 200, what="nginx", proc=proc, log=tmp / "stderr.log"
-        )
-        served = c.get("/status")
-    assert served.content == body, "nginx does not serve the same bytes"
-    return base
-
-
-# --- wrk ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    rps: float
-    p99_ms: float
-    requests: int
-    bytes_per_request: float
-    non_2xx: int
-    socket_errors: dict[str, int]
-
-
-@dataclass
-class Case:
-    url: str
-    expected_bytes: int  # status line, headers and body, as wrk counts what it read
-    headers: tuple[str, ...] = ()
-
-
-def wire_size(response: httpx.Response) -> int:
-    head = len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n") + 2
-    return head + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + len(response.content)
-
-
-UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-UNITS_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
-
-
-def wrk(tool: str, case: Case, seconds: int) -> Run:
-    # --timeout: wrk leaves a response slower than its timeout (default 2 s) out of the latency
-    # histogram, which would hide the slow pages' p99; 30 s records them all.
-    command = [tool, f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT}"]
-    command.append("--latency")
-    for header in case.headers:
-        command += ["-H", header]
-    command.append(case.url)
-    done = subprocess.run(  # noqa: S603 - wrk against 127.0.0.1 only
-        command, capture_output=True, text=True, timeout=seconds + 30, check=False
-    )
-    out = done.stdout
-    if done.returncode != 0 or "Requests/sec" not in out:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {out}\n{done.stderr}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
-    total = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB) read", out)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    requests = int(total.group(1))
-    return Run(
-        rps=rps,
-        p99_ms=float(p99.group(1)) * UNITS_MS[p99.group(2)],
-        requests=requests,
-        bytes_per_request=float(total.group(2)) * UNITS_BYTES[total.group(3)] / max(requests, 1),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=dict(
-            zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)
-        )
-        if errors
-        else {},
-    )
-
-
-@dataclass
-class Summary:
-    rps: float
-    p99_ms: float
-    runs: list[Run]
-
-    @property
-    def spread(self) -> str:
-        return "/".join(f"{r.rps:,.0f}" for r in self.runs)
-
-
-def settle(conn: psycopg.Connection) -> float:
-    """Wait until the product has finished the requests wrk abandoned when its run ended (the
-    server still runs them): no query of the benchmark database active but ours. Otherwise the
-    tail of a slow page would eat into the next run, and the next case would pay for it.
-    Returns the seconds waited."""
-    started = time.monotonic()
-    quiet = 0
-    while time.monotonic() - started < SETTLE_LIMIT_S:
-        (active,) = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state NOT IN ('idle')"
-        ).fetchone()
-        quiet = quiet + 1 if active == 0 else 0
-        if quiet >= 3:
-            break
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
-def measure(
-    tool: str, conn: psycopg.Connection, cases: dict[str, Case], phase: str, notes: list[str]
-) -> dict[str, Summary]:
-    """Median rps and p99 of WRK_ROUNDS runs of every case. Each round runs every case once, in
-    a shuffled order, so a slow spell on the shared machine hits the baseline and the product
-    alike. Every run must answer with responses of the size checked beforehand (a login
-    redirect or an error page would be counted by wrk as fast successes)."""
-    order = list(cases)
-    shuffle = random.Random(1234)  # noqa: S311 - ordering only
-    shuffle.shuffle(order)
-    for name in order:
-        progress(f"{phase}: warm-up {name}")
-        wrk(tool, cases[name], WRK_WARMUP_SECONDS)
-        settle(conn)
-    runs: dict[str, list[Run]] = {name: [] for name in cases}
-    waited: list[float] = []
-    for i in range(WRK_ROUNDS):
-        shuffle.shuffle(order)
-        for name in order:
-            progress(f"{phase}: round {i + 1}/{WRK_ROUNDS} {name}")
-            run = wrk(tool, cases[name], WRK_SECONDS)
-            expected = cases[name].expected_bytes
-            if run.non_2xx or not 0.8 * expected <= run.bytes_per_request <= 1.2 * expected:
-                raise RuntimeError(
-                    f"{name}: {run.non_2xx} non-2xx responses, {run.bytes_per_request:,.0f} bytes per "
-                    f"response (expected about {expected:,}): the run did not measure the page"
-                )
-            if any(run.socket_errors.values()):
-                notes.append(f"{phase}, {name}, round {i + 1}: wrk socket errors {run.socket_errors}.")
-            runs[name].append(run)
-            waited.append(settle(conn))
-    if max(waited) >= 1.0:
-        notes.append(
-            f"{phase}: after a run, the product took up to {max(waited):.1f} s to finish the requests "
-            "wrk had left in flight; the next run started only then."
-        )
-    return {
-        name: Summary(
-            rps=statistics.median(r.rps for r in found),
-            p99_ms=statistics.median(r.p99_ms for r in found),
-            runs=found,
-        )
-        for name, found in runs.items()
-    }
-
-
-# --- the benchmark database ---------------------------------------------------------------------
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-def create_database() -> tuple[str, str]:
-    name = f"icc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(SERVER_URL), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(SERVER_URL, name).replace("postgresql://", "postgresql+psycopg://", 1)
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(_libpq(SERVER_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- seeding ------------------------------------------------------------------------------------
@@ -443,13 +69,6 @@ LIVE_INCIDENTS = [
     (["checkout", "payments-api"], "SEV2", "Refunds not processed"),
     (["search", "orders-api"], "SEV3", "Stale stock counts in search and orders"),
     (["auth", "edge"], "SEV2", "Intermittent 502s on login"),
-]
-UPDATE_BODIES = [
-    "We are investigating reports of **errors** affecting this service. Next update within 30 minutes.",
-    "We have identified a faulty configuration change in one data centre and are rolling it back.",
-    "The rollback is complete in 2 of 3 regions; error rates are falling. See the [FAQ](https://example.com/faq).",
-    "A fix has been applied everywhere. We are monitoring:\n\n- error rate back to normal\n- queue draining",
-    "Error rates have been normal for 20 minutes. We keep monitoring before we close this incident.",
 ]
 STATUS_MOVES = [
     ["investigating", None, "identified", None, "monitoring"],
@@ -671,27 +290,39 @@ def bench_status(tools: dict[str, str], base: str, conn, stack: ExitStack, workd
     body = page.content
     shown = body.count(b'class="status-incident impact-')
     assert shown == len(LIVE_INCIDENTS), f"the status page shows {shown} active incidents"
-    nginx_base = start_nginx(stack, tools["nginx"], body, workdir)
+    nginx_base = common.start_static_nginx(stack, tools["nginx"], "/status", body, workdir)
+    deploy_base = common.start_deploy_nginx(stack, tools["nginx"], base, workdir)
     with client(nginx_base) as c:
         static = c.get("/status")
+    with client(deploy_base) as c:
+        c.get("/status")  # fills the micro-cache
+        cached = c.get("/status")
+    assert cached.headers.get("x-cache-status") == "HIT", cached.headers
+    assert cached.content == body, "the deployment's nginx does not serve the product's bytes"
     with client(base) as c:
         health = c.get("/healthz")
     assert health.status_code == 200, health.status_code
     notes.append(
         f"Status page: {len(LIVE_INCIDENTS)} active incidents with 5 public updates each, "
-        f"{len(body):,} bytes; nginx serves a static copy of exactly those bytes."
+        f"{len(body):,} bytes; nginx serves a static copy of exactly those bytes. The deployment's "
+        "nginx runs docs/deploy/nginx.conf (made loopback as in tests/test_topology.py, both upstream "
+        "entries naming the measured uvicorn): a repeated request answered with X-Cache-Status "
+        f"{cached.headers['x-cache-status']} and {cached.headers.get('cache-control')!r}."
     )
     cases = {
         "product GET /status": Case(f"{base}/status", wire_size(page)),
         "nginx GET /status": Case(f"{nginx_base}/status", wire_size(static)),
+        "deployment nginx GET /status": Case(f"{deploy_base}/status", wire_size(cached)),
         "product GET /healthz": Case(f"{base}/healthz", wire_size(health)),
     }
     got = measure(tools["wrk"], conn, cases, "status page", notes)
     ours, theirs, floor = got["product GET /status"], got["nginx GET /status"], got["product GET /healthz"]
+    front = got["deployment nginx GET /status"]
     notes.append(
-        f"Status page req/s per round: product {ours.spread}; nginx {theirs.spread}; "
-        f"product /healthz {floor.spread}. GET /status served from the rendered copy reaches "
-        f"{ours.rps / floor.rps:.2f}x the req/s of /healthz, the cheapest route of the same server."
+        f"Status page req/s per round: product {ours.spread}; nginx {theirs.spread}; through the "
+        f"deployment's nginx {front.spread} (p99 {front.p99_ms:,.1f} ms); product /healthz {floor.spread}. "
+        f"GET /status served from the rendered copy reaches {ours.rps / floor.rps:.2f}x the req/s of "
+        "/healthz, the cheapest route of the same server."
     )
     cold, warm, pairs = time_rebuild(base, conn)
     return [
@@ -701,6 +332,14 @@ def bench_status(tools: dict[str, str], base: str, conn, stack: ExitStack, workd
             "nginx serving the same bytes as a static file",
             theirs.rps,
             STATUS_TARGET,
+        ),
+        throughput_figure(
+            "status: GET /status through the deployment's nginx micro-cache (docs/deploy/nginx.conf "
+            "in front of the same uvicorn; informational)",
+            front.rps,
+            "nginx serving the same bytes as a static file",
+            theirs.rps,
+            None,
         ),
         latency_figure(
             "status: GET /status p99 latency (informational)",
@@ -724,58 +363,49 @@ def bench_status(tools: dict[str, str], base: str, conn, stack: ExitStack, workd
     ], pairs
 
 
-# --- 2 and 3. the dashboard ---------------------------------------------------------------------
-
-
-def sign_in(base: str, email: str) -> str:
-    """The icc_session cookie, through the login form and its double-submit CSRF cookie."""
-    with client(base) as c:
-        form = c.get("/login")
-        assert form.status_code == 200, form.status_code
-        token = re.search(r'name="login_csrf" value="([^"]+)"', form.text).group(1)
-        done = c.post(
-            "/login",
-            data={"email": email, "password": PASSWORD, "login_csrf": token, "next": "/dashboard"},
-            headers={"Cookie": f"icc_login_csrf={form.cookies['icc_login_csrf']}"},
-        )
-        assert done.status_code == 303, (done.status_code, done.text[:300])
-        return done.cookies["icc_session"]
-
+# --- 2 and 3. the dashboard, and the incident page over the same history ------------------------
 
 PAGE_MARKERS = {
     "/dashboard": 'id="icc-dashboard"',
     "/dashboard?days=90": "last 90 days",
     "/incidents": "</table>",
 }
+ENTRY_MARK = '<li class="entry kind-'
 
 
-def page_cases(base: str, cookie: str, paths: list[str], label: str, notes: list[str]) -> dict[str, Case]:
-    """Each page once as the signed-in user: it must answer 200 with its content."""
+def page_cases(
+    base: str, cookie: str, paths: list[str], label: str, notes: list[str], incident: str
+) -> dict[str, Case]:
+    """Each page once as the signed-in user: it must answer 200 with its content. `incident` is
+    the incident page measured beside them, which must show the incident's timeline."""
     header = f"Cookie: icc_session={cookie}"
     cases = {}
     with client(base) as c:
-        for path in paths:
+        for path in [*paths, incident]:
             page = c.get(path, headers={"Cookie": f"icc_session={cookie}"})
             assert page.status_code == 200, (path, page.status_code, page.text[:300])
-            assert PAGE_MARKERS[path] in page.text, (path, page.text[:300])
+            assert PAGE_MARKERS.get(path, ENTRY_MARK) in page.text, (path, page.text[:300])
             total = re.search(r"\((\d+) in all\)", page.text)
             if total:
                 notes.append(f"{label}: GET {path} shows {int(total.group(1)):,} incidents in its window.")
-            cases[f"GET {path}"] = Case(f"{base}{path}", wire_size(page), (header,))
+            name = "GET /incidents/{ref}" if path == incident else f"GET {path}"
+            cases[name] = Case(f"{base}{path}", wire_size(page), (header,))
     return cases
 
 
 def bench_dashboard(tools: dict[str, str], base: str, conn, email: str, notes: list[str]):
     wrk_tool = tools["wrk"]
     user_id = conn.execute("SELECT id FROM users WHERE email = %s", (email,)).fetchone()[0]
+    (ref,) = conn.execute("SELECT ref FROM incidents ORDER BY id LIMIT 1").fetchone()
+    incident = f"/incidents/{ref}"
     progress("generating 100,000 incidents of history")
     prepare_history(conn)
     small_n = insert_history(conn, user_id, first=True)
     assert small_n == HISTORY_SMALL, small_n
-    cookie = sign_in(base, email)
+    cookie = common.sign_in(base, email)
 
     small_label = f"{HISTORY_SMALL:,} incidents of history"
-    small_cases = page_cases(base, cookie, ["/dashboard", "/incidents"], small_label, notes)
+    small_cases = page_cases(base, cookie, ["/dashboard", "/incidents"], small_label, notes, incident)
     small = measure(wrk_tool, conn, small_cases, small_label, notes)
     notes.append(explain_trends(conn, small_label))
 
@@ -783,7 +413,7 @@ def bench_dashboard(tools: dict[str, str], base: str, conn, email: str, notes: l
     assert large_n == HISTORY_LARGE, large_n
     large_label = f"{HISTORY_LARGE:,} incidents of history"
     paths = ["/dashboard", "/dashboard?days=90", "/incidents"]
-    large_cases = page_cases(base, cookie, paths, large_label, notes)
+    large_cases = page_cases(base, cookie, paths, large_label, notes, incident)
     large = measure(wrk_tool, conn, large_cases, large_label, notes)
     notes.append(explain_trends(conn, large_label))
 
@@ -795,17 +425,21 @@ def bench_dashboard(tools: dict[str, str], base: str, conn, email: str, notes: l
             + ", ".join(f"{name} {s.p99_ms:,.0f} ms" for name, s in got.items())
             + "."
         )
-    dash_small, list_small = small["GET /dashboard"].rps, small["GET /incidents"].rps
-    dash_large, list_large = large["GET /dashboard"].rps, large["GET /incidents"].rps
-    scaling = dash_large / dash_small
-    normalised = (dash_large / list_large) / (dash_small / list_small)
-    grows = "grows" if normalised < 0.8 else "does not grow appreciably"
-    notes.append(
-        f"Scaling: 100x the history gives the dashboard {scaling:.2f}x its req/s "
-        f"({normalised:.2f}x after dividing each by GET /incidents of the same phase, which corrects "
-        f"for drift of the machine between the two phases): its cost {grows} with the history."
-    )
+    list_small, list_large = small["GET /incidents"].rps, large["GET /incidents"].rps
+    for page, what in (
+        ("GET /dashboard", "the dashboard"),
+        ("GET /incidents/{ref}", f"the incident page ({ref})"),
+    ):
+        scaling = large[page].rps / small[page].rps
+        normalised = (large[page].rps / list_large) / (small[page].rps / list_small)
+        grows = "grows" if normalised < 0.8 else "does not grow appreciably"
+        notes.append(
+            f"Scaling: 100x the history gives {what} {scaling:.2f}x its req/s "
+            f"({normalised:.2f}x after dividing each by GET /incidents of the same phase, which corrects "
+            f"for drift of the machine between the two phases): its cost {grows} with the history."
+        )
     baseline_name = "GET /incidents (active incident list), same history"
+    dash_small, dash_large = small["GET /dashboard"].rps, large["GET /dashboard"].rps
     return [
         throughput_figure(
             f"dashboard: GET /dashboard (30 days), {large_label}",
@@ -836,38 +470,28 @@ def bench_dashboard(tools: dict[str, str], base: str, conn, email: str, notes: l
             dash_small,
             None,
         ),
+        throughput_figure(
+            f"scaling: GET /incidents/{{ref}} (a live incident, signed in) at {HISTORY_LARGE:,} vs "
+            f"{HISTORY_SMALL:,} incidents of history (informational)",
+            large["GET /incidents/{ref}"].rps,
+            f"the same page at {HISTORY_SMALL:,} incidents, earlier in this run",
+            small["GET /incidents/{ref}"].rps,
+            None,
+        ),
     ]
 
 
-# --- output -------------------------------------------------------------------------------------
-
-
-def markdown_table(figures: list[Figure]) -> str:
-    def num(value: float | None) -> str:
-        return "" if value is None else f"{value:,.3f}"
-
-    lines = [
-        "| figure | value | unit | baseline | baseline value | ratio | target | met |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- |",
-    ]
-    for f in figures:
-        met = "" if f.met is None else ("yes" if f.met else "**NO**")
-        target = "" if f.target is None else f"≥ {f.target:g}"
-        lines.append(
-            f"| {f.name} | {num(f.value)} | {f.unit} | {f.baseline_name or ''} | {num(f.baseline_value)} "
-            f"| {num(f.ratio)} | {target} | {met} |"
-        )
-    return "\n".join(lines)
+# --- the run ------------------------------------------------------------------------------------
 
 
 def run(tools: dict[str, str], url: str, notes: list[str]) -> list[Figure]:
-    with ExitStack() as stack:  # on the way out: nginx, then uvicorn, then the connection, the files
+    with ExitStack() as stack:  # on the way out: the nginxes, then uvicorn, the connection, the files
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="icc-bench-")))
         progress("seeding 10 live incidents through the service layer")
         email = asyncio.run(seed_live_incidents(url))
-        conn = stack.enter_context(psycopg.connect(_libpq(url), autocommit=True))
+        conn = stack.enter_context(psycopg.connect(common.libpq(url), autocommit=True))
         progress("starting uvicorn")
-        base = start_product(stack, url, workdir)
+        base, server = common.start_product(stack, url, workdir)
         figures, pairs = bench_status(tools, base, conn, stack, workdir, notes)
         figures += bench_dashboard(tools, base, conn, email, notes)
 
@@ -890,51 +514,30 @@ def run(tools: dict[str, str], url: str, notes: list[str]) -> list[Figure]:
             f"{HISTORY_LARGE:,} incidents of history the snapshot loads {rows:,} incident rows (open, or "
             f"resolved in the last 90 days) and the page is {size:,} bytes."
         )
+        figures += common.memory_figures(server, f"the dashboard at {HISTORY_LARGE:,} incidents", notes)
         return figures
 
 
 def main() -> int:
-    tools = find_tools()
+    tools = common.find_tools("wrk", "nginx")
     if tools is None:
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` drops the database
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    name, url = create_database()
-    notes: list[str] = []
-    try:
-        upgrade_to_head(url)
-        get_settings.cache_clear()
-        get_policy.cache_clear()
-        figures = run(tools, url, notes)
-    finally:
-        drop_database(name)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n", encoding="utf-8")
-    print()
-    print("## Status page and dashboard benchmarks")
-    print()
-    print(markdown_table([f for f in figures if not f.name.startswith(DIAGNOSTIC)]))
-    diagnostics = [f for f in figures if f.name.startswith(DIAGNOSTIC)]
-    if diagnostics:
-        print()
-        print("Where the status page's ceiling comes from (no target; same baseline, same rounds):")
-        print()
-        print(markdown_table(diagnostics))
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print(
-        f"- wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{WRK_SECONDS}s --timeout {WRK_TIMEOUT} --latency, "
-        f"median of {WRK_ROUNDS} "
-        "interleaved runs in shuffled order after a warm-up; req/s ratio = ours / baseline, latency "
-        "ratio = baseline / ours; higher is better."
+    figures, notes = common.with_database(lambda url, _name, notes: run(tools, url, notes))
+    common.report(
+        "Status page and dashboard benchmarks",
+        RESULTS,
+        figures,
+        notes,
+        started=started,
+        diagnostics="Where the status page's ceiling comes from (no target; same baseline, same rounds):",
+        footer=(
+            f"{common.wrk_line()}; req/s ratio = ours / baseline, latency ratio = baseline / ours; "
+            "higher is better.",
+            common.load_line(load_before, "wrk, nginx, uvicorn and PostgreSQL"),
+        ),
     )
-    print(
-        f"- Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-        f"on {os.cpu_count()} CPUs shared by wrk, nginx, uvicorn and PostgreSQL."
-    )
-    print(f"- Written to {RESULTS.relative_to(ROOT)}; took {time.perf_counter() - started:.0f} s.")
     return 0
 
 
