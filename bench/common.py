@@ -33,13 +33,13 @@ import psycopg  # noqa: E402
 
 from app.config import get_policy, get_settings  # noqa: E402
 from app.migrate import upgrade_to_head  # noqa: E402
+from tests.deploy_nginx import render_nginx_conf  # noqa: E402
 
 SERVER_URL = os.environ.get(
     "ICC_BENCH_DATABASE_URL",
     os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
 )
 RESULTS_DIR = ROOT / "bench" / "results"
-DEPLOY_NGINX_CONF = ROOT / "docs" / "deploy" / "nginx.conf"
 PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throwaway account in a throwaway database
 DIAGNOSTIC = "diagnostic: "  # figures printed in a second table
 
@@ -350,11 +350,12 @@ def start_uvicorn(
 ) -> tuple[str, subprocess.Popen]:
     """`python -m uvicorn <app> --workers 2` on a free 127.0.0.1 port, from the repository root,
     with `env` as its only ICC_* variables. Returns its base URL and process once both workers
-    answer."""
+    answer. No access log, as the compose replicas run (ICC_ACCESS_LOG=false: nginx logs every
+    request), for the product and its baselines alike."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", *app,
-        "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
     ]  # fmt: skip
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ICC_")} | env
     proc = spawn(stack, command, name=name, log=log, cwd=ROOT, env=full_env)
@@ -496,26 +497,10 @@ def start_deploy_nginx(stack: ExitStack, nginx: str, product: str, workdir: Path
     port = free_port()
     upstream = product.removeprefix("http://")
     tmp = workdir / "nginx-deploy"
-    text = DEPLOY_NGINX_CONF.read_text(encoding="utf-8")
-    replacements = {
-        "server app1:8000": f"server {upstream}",
-        "server app2:8000": f"server {upstream}",
-        "listen 80;": f"listen 127.0.0.1:{port};",
-        "/var/log/nginx/": f"{tmp}/logs/",
-        "/var/run/nginx.pid": f"{tmp}/nginx.pid",
-        "/var/cache/nginx/": f"{tmp}/cache/",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"docs/deploy/nginx.conf no longer contains {old!r}: update bench/common.py"
-        text = text.replace(old, new)
-    assert "/var/" not in re.sub(r"#.*", "", text), "a path of docs/deploy/nginx.conf that is not redirected"
-    (tmp / "logs").mkdir(parents=True)
-    (tmp / "cache").mkdir()
+    conf = render_nginx_conf(tmp, upstreams=(upstream, upstream), port=port)
     # nginx's workers drop root privileges: they must be able to reach the cache directory.
     for directory in (workdir, tmp):
         directory.chmod(0o755)
-    conf = tmp / "nginx.conf"
-    conf.write_text(text, encoding="utf-8")
     log = tmp / "stderr.log"
     command = [nginx, "-p", str(tmp), "-c", str(conf), "-e", f"{tmp}/logs/error.log", "-g", "daemon off;"]
     proc = spawn(stack, command, name="nginx (deployment)", log=log, grace=10.0)

@@ -26,9 +26,9 @@ import psycopg
 import pytest
 
 from tests.conftest import PASSWORD, _libpq
+from tests.deploy_nginx import render_nginx_conf
 from tests.support import REPO, free_port, server_env, stop, uvicorn_command, wait_until_healthy
 
-NGINX_CONF = REPO / "docs" / "deploy" / "nginx.conf"
 START_TIMEOUT = 30.0
 EVENT_TIMEOUT = 10.0
 
@@ -43,28 +43,6 @@ def nginx_binary() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
-
-
-def render_nginx_conf(directory: Path, *, replicas: tuple[int, int], port: int) -> Path:
-    """docs/deploy/nginx.conf with loopback addresses and paths of its own under `directory`."""
-    text = NGINX_CONF.read_text()
-    replacements = {
-        "server app1:8000": f"server 127.0.0.1:{replicas[0]}",
-        "server app2:8000": f"server 127.0.0.1:{replicas[1]}",
-        "listen 80;": f"listen 127.0.0.1:{port};",
-        "/var/log/nginx/": f"{directory}/logs/",
-        "/var/run/nginx.pid": f"{directory}/nginx.pid",
-        "/var/cache/nginx/": f"{directory}/cache/",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"docs/deploy/nginx.conf no longer contains {old!r}: update this test"
-        text = text.replace(old, new)
-    assert "/var/" not in re.sub(r"#.*", "", text), "a path the test does not redirect"
-    (directory / "logs").mkdir()
-    (directory / "cache").mkdir()
-    conf = directory / "nginx.conf"
-    conf.write_text(text)
-    return conf
 
 
 @dataclass
@@ -97,7 +75,9 @@ def topology(database_url: str) -> Iterator[Topology]:
         if icc.exists()
         else [sys.executable, "-c", "from app.cli import main; main()", "worker"]
     )
-    conf = render_nginx_conf(directory, replicas=(ports["app1"], ports["app2"]), port=ports["nginx"])
+    conf = render_nginx_conf(
+        directory, upstreams=(f"127.0.0.1:{ports['app1']}", f"127.0.0.1:{ports['app2']}"), port=ports["nginx"]
+    )
     commands = {
         "app1": uvicorn_command(ports["app1"], "--log-level", "warning"),
         "app2": uvicorn_command(ports["app2"], "--log-level", "warning"),
