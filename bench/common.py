@@ -72,7 +72,7 @@ def progress(message: str) -> None:
 @dataclass
 class Figure:
     name: str
-    value: float
+    value: float | None  # None: the run could not measure it
     unit: str
     baseline_name: str | None = None
     baseline_value: float | None = None
@@ -158,16 +158,18 @@ def report(
     started: float,
     diagnostics: str = "",
     footer: tuple[str, ...] = (),
+    limits: frozenset[str] = frozenset(),
 ) -> None:
     """Write `results` (a JSON list of figures) and print the tables, the notes and `footer`.
-    Figures named DIAGNOSTIC... go to a second table under the caption `diagnostics`."""
+    Figures named DIAGNOSTIC... go to a second table under the caption `diagnostics`; the targets
+    of the figures named in `limits` are upper limits on the value (see markdown_table)."""
     rows = [asdict(f) for f in figures]
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     print()
     print(f"## {title}")
     print()
-    print(markdown_table([r for r in rows if not r["name"].startswith(DIAGNOSTIC)]))
+    print(markdown_table([r for r in rows if not r["name"].startswith(DIAGNOSTIC)], limits))
     extra = [r for r in rows if r["name"].startswith(DIAGNOSTIC)]
     if extra:
         print()
@@ -347,22 +349,23 @@ def start_uvicorn(
     *,
     name: str,
     warm_path: str = "/healthz",
+    workers: int = 2,
 ) -> tuple[str, subprocess.Popen]:
-    """`python -m uvicorn <app> --workers 2` on a free 127.0.0.1 port, from the repository root,
-    with `env` as its only ICC_* variables. Returns its base URL and process once both workers
-    answer. No access log, as the compose replicas run (ICC_ACCESS_LOG=false: nginx logs every
+    """`python -m uvicorn <app> --workers <workers>` on a free 127.0.0.1 port, from the repository
+    root, with `env` as its only ICC_* variables. Returns its base URL and process once every
+    worker answers. No access log, as the compose replicas run (ICC_ACCESS_LOG=false: nginx logs every
     request), for the product and its baselines alike."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", *app,
-        "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
     ]  # fmt: skip
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ICC_")} | env
     proc = spawn(stack, command, name=name, log=log, cwd=ROOT, env=full_env)
     base = f"http://127.0.0.1:{port}"
     with client(base) as c:
         wait_until(lambda: c.get("/healthz").status_code == 200, what=name, proc=proc, log=log)
-    # Both workers answer on the one socket: a few fresh connections so that each has started.
+    # The workers answer on the one socket: a few fresh connections so that each has started.
     for _ in range(10):
         with client(base) as fresh:
             assert fresh.get(warm_path).status_code == 200
@@ -370,10 +373,17 @@ def start_uvicorn(
 
 
 def start_product(
-    stack: ExitStack, url: str, workdir: Path, env: dict[str, str] | None = None
+    stack: ExitStack,
+    url: str,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    name: str = "uvicorn",
+    workers: int = 2,
 ) -> tuple[str, subprocess.Popen]:
-    """The product as deployed (uvicorn, 2 workers) on the benchmark database, the default
-    configuration and an empty runbooks directory; `env` adds or overrides ICC_* variables."""
+    """The product as deployed (uvicorn, 2 workers unless `workers` says otherwise) on the
+    benchmark database, the default configuration and an empty runbooks directory; `env` adds or
+    overrides ICC_* variables. Its log is workdir/uvicorn.log, `name` what messages call it."""
     runbooks = workdir / "runbooks"
     runbooks.mkdir()
     settings = {
@@ -383,7 +393,7 @@ def start_product(
         "ICC_RUNBOOKS_DIR": str(runbooks),
     } | (env or {})
     app = ["app.main:create_app", "--factory"]
-    return start_uvicorn(stack, app, settings, workdir / "uvicorn.log", name="uvicorn")
+    return start_uvicorn(stack, app, settings, workdir / "uvicorn.log", name=name, workers=workers)
 
 
 def worker_peaks(server_pid: int) -> list[tuple[int, int]]:

@@ -16,46 +16,31 @@ ratios are informational. The one target is absolute: commit → last client, p9
 
 import asyncio
 import contextlib
-import json
 import math
 import multiprocessing
 import os
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import common
+import psycopg
+from common import Figure, progress
+from sqlalchemy import event
 
-NO_CONFIG = ROOT / "bench" / "no-such-icc.toml"
-os.environ["ICC_ENVIRONMENT"] = "test"
-os.environ["ICC_CONFIG"] = str(NO_CONFIG)
-os.environ.pop("ICC_DATABASE_URL", None)
+from app.auth import service as accounts
+from app.db import make_engine, make_sessionmaker
+from app.incidents import service as incidents
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-
-from app.auth import service as accounts  # noqa: E402
-from app.config import get_policy, get_settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.incidents import service as incidents  # noqa: E402
-from app.migrate import upgrade_to_head  # noqa: E402
-
-SERVER_URL = os.environ.get(
-    "ICC_BENCH_DATABASE_URL",
-    os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
-RESULTS = ROOT / "bench" / "results" / "sse_fanout.json"
+RESULTS = common.RESULTS_DIR / "sse_fanout.json"
 
 # (label, server processes, clients in all); the last one is the issue's target configuration.
 PHASES = [("1 process, 500 clients", 1, 500), ("2 processes, 500 clients", 2, 500)]
@@ -72,32 +57,12 @@ BASELINE_CHANNEL = "icc_bench_rt"
 ERROR_WORDS = ("Error", "Exception", "ERROR", "database unavailable")  # server log lines worth a note
 
 
-@dataclass
-class Figure:
-    name: str
-    value: float | None
-    unit: str
-    baseline_name: str | None = None
-    baseline_value: float | None = None
-    ratio: float | None = None
-    target: float | None = None
-    met: bool | None = None
-
-
 def latency_figure(name: str, value: float, baseline_name: str, baseline: float) -> Figure:
-    """Milliseconds: lower is better, ratio = baseline / ours (informational here)."""
-    return Figure(
-        name=name,
-        value=round(value, 3),
-        unit="ms",
-        baseline_name=baseline_name,
-        baseline_value=round(baseline, 3),
-        ratio=round(baseline / value, 3) if value > 0 else None,
-    )
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    """common.latency_figure (informational here, no target), without a ratio when the value is
+    not above 0: an arrival may come before this process has seen its COMMIT return."""
+    if value > 0:
+        return common.latency_figure(name, value, baseline_name, baseline)
+    return Figure(name, round(value, 3), "ms", baseline_name, round(baseline, 3))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -324,66 +289,13 @@ def notify_round_trips(dsn: str, trials: int) -> list[float]:
 # --- the product --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
-def stop_process(proc: subprocess.Popen, name: str, grace: float = 15.0) -> None:
-    """Stop a process this script started (and its own process group, nothing else)."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        progress(f"{name} did not stop within {grace:.0f} s: killing its process group {proc.pid}")
-        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session=True: the group is ours alone
-        proc.wait(timeout=10)
-
-
 def start_server(stack: ExitStack, url: str, workdir: Path, name: str) -> tuple[int, subprocess.Popen]:
-    """One replica: uvicorn with one worker process, which holds the app itself."""
-    port = free_port()
-    runbooks = workdir / "runbooks"
-    runbooks.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ICC_")}
-    env |= {
-        "ICC_DATABASE_URL": url,
-        "ICC_ENVIRONMENT": "test",
-        "ICC_CONFIG": str(NO_CONFIG),
-        "ICC_RUN_SCHEDULER": "false",
-        "ICC_RUNBOOKS_DIR": str(runbooks),
-    }
-    log = workdir / f"{name}.log"
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop_process, proc, name)
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=5) as c:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail(log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if c.get("/healthz").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} was not ready within 60 s:\n{tail(log)}")
-            time.sleep(0.2)
-    return port, proc
+    """One replica: uvicorn with one worker process, which holds the app itself; its runbooks
+    directory and log in workdir/<name>."""
+    home = workdir / name
+    home.mkdir()
+    base, proc = common.start_product(stack, url, home, {"ICC_RUN_SCHEDULER": "false"}, name=name, workers=1)
+    return urlsplit(base).port, proc
 
 
 @dataclass
@@ -457,8 +369,7 @@ def match(arrivals: list[list[float]], commits: list[float], starts: list[float]
 
 async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes: int, clients: int) -> Phase:
     phase = Phase(label, processes, clients)
-    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with ExitStack() as stack, psycopg.connect(dsn, autocommit=True) as db:
+    with ExitStack() as stack, psycopg.connect(common.libpq(url), autocommit=True) as db:
         db.execute("DELETE FROM viewers")
         servers = [start_server(stack, url, workdir, f"uvicorn-{processes}p-{n}") for n in range(processes)]
         ports = [servers[n % processes][0] for n in range(clients)]  # interleaved over the replicas
@@ -549,31 +460,11 @@ async def run_phase(url: str, seed_: Seed, workdir: Path, label: str, processes:
         )
         phase.client_cpu_ms_per_commit = cpu * 1000 / COMMITS
         match(arrivals, commits, starts, phase)
-    phase.server_log = server_errors(workdir, processes)
+    phase.server_log = server_errors(workdir)
     return phase
 
 
 # --- output -------------------------------------------------------------------------------------
-
-
-def markdown_table(figures: list[Figure]) -> str:
-    def num(value: float | None) -> str:
-        if value is None:
-            return ""
-        return f"{value:,}" if isinstance(value, int) else f"{value:,.3f}"
-
-    lines = [
-        "| figure | value | unit | baseline | baseline value | ratio | target | met |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- |",
-    ]
-    for f in figures:
-        met = "" if f.met is None else ("yes" if f.met else "**NO**")
-        target = "" if f.target is None else f"≤ {f.target:g} {f.unit}"
-        lines.append(
-            f"| {f.name} | {num(f.value)} | {f.unit} | {f.baseline_name or ''} | {num(f.baseline_value)} "
-            f"| {num(f.ratio)} | {target} | {met} |"
-        )
-    return "\n".join(lines)
 
 
 def phase_figures(phase: Phase, base_p50: float, base_p99: float) -> list[Figure]:
@@ -670,19 +561,19 @@ def client_bound_note(phase: Phase) -> str | None:
     )
 
 
-def server_errors(workdir: Path, processes: int) -> str:
-    """The last exception line of this phase's server logs, if any."""
+def server_errors(workdir: Path) -> str:
+    """The last exception line of the server logs of a phase (its workdir), if any."""
     found = []
-    for log in sorted(workdir.glob(f"uvicorn-{processes}p-*.log")):
+    for log in sorted(workdir.glob("*/uvicorn.log")):
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
         errors = [line for line in lines if any(word in line for word in ERROR_WORDS)]
         if errors:
-            found.append(f"{log.stem}: {len(errors)} error lines, last: {errors[-1].strip()[:300]}")
+            found.append(f"{log.parent.name}: {len(errors)} error lines, last: {errors[-1].strip()[:300]}")
     return (" Server log: " + "; ".join(found)) if found else ""
 
 
 async def run(url: str, notes: list[str], started: float) -> list[Figure]:
-    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    dsn = common.libpq(url)
     seed_ = await seed(url)
     progress(f"baseline: {NOTIFY_TRIALS // 2} NOTIFY round trips")
     baseline = await asyncio.to_thread(notify_round_trips, dsn, NOTIFY_TRIALS // 2)
@@ -696,10 +587,12 @@ async def run(url: str, notes: list[str], started: float) -> list[Figure]:
                 failed[label] = "skipped: the run was already too long"
                 continue
             progress(f"phase: {label}")
+            phase_dir = workdir / f"{processes}p-{clients}c"
+            phase_dir.mkdir()
             try:
-                phases.append(await run_phase(url, seed_, workdir, label, processes, clients))
+                phases.append(await run_phase(url, seed_, phase_dir, label, processes, clients))
             except RuntimeError as exc:  # the client side or the product could not cope: say so
-                failed[label] = str(exc).splitlines()[0] + server_errors(workdir, processes)
+                failed[label] = str(exc).splitlines()[0] + server_errors(phase_dir)
                 progress(f"{label} failed: {failed[label]}")
     progress(f"baseline: {NOTIFY_TRIALS - NOTIFY_TRIALS // 2} more NOTIFY round trips")
     baseline += await asyncio.to_thread(notify_round_trips, dsn, NOTIFY_TRIALS - NOTIFY_TRIALS // 2)
@@ -746,57 +639,26 @@ async def run(url: str, notes: list[str], started: float) -> list[Figure]:
     return figures
 
 
-def create_database() -> tuple[str, str]:
-    name = f"icc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(
-        SERVER_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True
-    ) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = SERVER_URL.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-    return name, url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(
-        SERVER_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` drops the database
     raise_open_file_limit(4096)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    name, url = create_database()
-    notes: list[str] = []
-    try:
-        upgrade_to_head(url)
-        get_settings.cache_clear()
-        get_policy.cache_clear()
-        figures = asyncio.run(run(url, notes, started))
-    finally:
-        drop_database(name)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n", encoding="utf-8")
-    print()
-    print("## SSE fan-out benchmark")
-    print()
-    print(markdown_table(figures))
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print(
-        f"- {COMMITS} commits {COMMIT_GAP_S} s apart per phase, each a timeline note through "
-        "add_timeline_entry in this process, timed when its COMMIT returned (SQLAlchemy's after_commit). "
-        "Arrival = when the client process read the `change` event. Ratio = baseline / ours (informational)."
+    figures, notes = common.with_database(lambda url, _name, notes: asyncio.run(run(url, notes, started)))
+    common.report(
+        "SSE fan-out benchmark",
+        RESULTS,
+        figures,
+        notes,
+        started=started,
+        footer=(
+            f"{COMMITS} commits {COMMIT_GAP_S} s apart per phase, each a timeline note through "
+            "add_timeline_entry in this process, timed when its COMMIT returned (SQLAlchemy's after_commit). "
+            "Arrival = when the client process read the `change` event. "
+            "Ratio = baseline / ours (informational).",
+            common.load_line(load_before, "the clients, uvicorn and PostgreSQL"),
+        ),
+        limits=frozenset(f.name for f in figures),  # every target here is an upper limit on the value
     )
-    print(
-        f"- Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-        f"on {os.cpu_count()} CPUs shared by the clients, uvicorn and PostgreSQL."
-    )
-    print(f"- Written to {RESULTS.relative_to(ROOT)}; took {time.perf_counter() - started:.0f} s.")
     return 0
 
 
