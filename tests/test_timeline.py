@@ -4,12 +4,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app.errors import Conflict, InvalidInput, NotPermitted
+from app.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from app.incidents import service
 from app.incidents.entry_input import parse_entry
-from app.incidents.models import TimelineRevision
+from app.incidents.models import TimelineEntry, TimelineRevision
 from app.markdown import render_markdown
 
 
@@ -71,6 +71,16 @@ async def test_a_double_submit_with_the_same_client_key_writes_one_entry(session
     assert [e.body for e in entries].count("Failing over") == 1
     revisions = await session.scalars(select(TimelineRevision).where(TimelineRevision.entry_id == ids[0]))
     assert [(r.revision, r.body) for r in revisions] == [(1, "Failing over")]
+
+
+async def test_an_entry_for_an_unknown_incident_is_refused_and_writes_nothing(session, responder, incident):
+    for client_key in (None, "k-1"):
+        with pytest.raises(NotFound, match="No incident INC-20990101-01"):
+            await service.add_timeline_entry(
+                session, actor=responder, ref="INC-20990101-01", kind="note", body="hi", client_key=client_key
+            )
+    assert await session.scalar(select(func.count()).select_from(TimelineEntry)) == 1  # the declaration
+    assert await session.scalar(select(func.count()).select_from(TimelineRevision)) == 0
 
 
 async def test_editing_makes_a_new_revision_and_keeps_every_earlier_one(session, responder, incident):

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -674,13 +674,18 @@ async def record_runbook(session: AsyncSession, *, actor: User, ref: str, key: s
 
 
 def _write_entry_statement() -> Executable:
-    """The scribe's hot path in one statement, built once: it writes the entry and its first
-    revision (the timeline's trigger announces the incident). A client_key already written, by an
-    earlier or a concurrent submit, writes nothing and returns no row."""
-    columns = ("incident_id", "kind", "body", "author_id", "occurred_at", "recorded_at", "client_key")
+    """The scribe's hot path in one statement, built once: it finds the incident by its reference
+    and writes the entry and its first revision (the timeline's trigger announces the incident).
+    An unknown reference, or a client_key already written by an earlier or a concurrent submit,
+    writes nothing and returns no row."""
+    table = TimelineEntry.__table__
+    given = ("kind", "body", "author_id", "occurred_at", "recorded_at", "client_key")
+    row = select(
+        Incident.id, literal(1), *(bindparam(name, type_=table.c[name].type) for name in given)
+    ).where(Incident.ref == bindparam("ref"))
     written = (
         insert(TimelineEntry)
-        .values({name: bindparam(name) for name in columns} | {"revision": 1})
+        .from_select(["incident_id", "revision", *given], row)
         .on_conflict_do_nothing(index_elements=["incident_id", "client_key"])
         .returning(*TimelineEntry.__table__.c)
         .cte("written")
@@ -719,9 +724,6 @@ async def add_timeline_entry(
             f"Unknown entry kind {kind!r}: choose one of {', '.join(ENTRY_KINDS_WRITTEN)}.", field="kind"
         )
     body = clean_text(body, field="body", label="The entry", max_len=MAX_BODY, required=True)
-    incident_id = await session.scalar(select(Incident.id).where(Incident.ref == ref))
-    if incident_id is None:
-        raise NotFound(f"No incident {ref}.")
     now = clock.now()
     if occurred_at is not None:
         if occurred_at.tzinfo is None:
@@ -733,7 +735,7 @@ async def add_timeline_entry(
     entry = await session.scalar(
         _WRITE_ENTRY,
         {
-            "incident_id": incident_id,
+            "ref": ref,
             "kind": kind,
             "body": body,
             "author_id": actor.id,
@@ -744,6 +746,9 @@ async def add_timeline_entry(
     )
     await session.commit()
     if entry is None:
+        incident_id = await session.scalar(select(Incident.id).where(Incident.ref == ref))
+        if incident_id is None:
+            raise NotFound(f"No incident {ref}.")
         existing = await _entry_by_client_key(session, incident_id, client_key)
         if existing is None:
             raise Conflict("The entry could not be saved; send it again.")
