@@ -49,5 +49,6 @@ async def test_a_committed_change_reaches_the_streams_watching_it_and_a_rollback
 
 async def test_without_a_listen_connection_nothing_is_cached(app):
     assert not app.state.listener.connected
-    app.state.status_cache.put("html", rendered(b"<p>stale?</p>", "text/html", clock.now()))
+    cache = app.state.status_cache
+    cache.put("html", rendered(b"<p>stale?</p>", "text/html", clock.now()), since=cache.generation)
     assert app.state.status_cache.get("html") is None

@@ -9,9 +9,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
+from app import clock
 from app.errors import InvalidInput, NotPermitted
 from app.incidents import service as incidents
 from app.status import service as status
+from app.status.cache import rendered
 from tests.conftest import sign_in, wait_connected
 
 
@@ -341,6 +343,26 @@ async def test_while_a_change_is_rendered_the_crowd_gets_the_previous_copy_at_on
         after = await client.get("/status")
     assert during.status_code == 200 and during.content == before.content
     assert "Fix is rolling out" in after.text
+
+
+async def test_a_copy_built_while_a_change_was_announced_is_not_kept(
+    app, client, session, responder, public_and_private
+):
+    cache = app.state.status_cache
+    async with app.router.lifespan_context(app):
+        await wait_connected(app)
+        since = cache.generation  # a rebuild starts reading the database here
+        await status.post_update(
+            session, actor=responder, ref=public_and_private.ref, body="Fix is rolling out", public=True
+        )
+        for _ in range(50):
+            if cache.generation != since:
+                break
+            await asyncio.sleep(0.05)
+        assert cache.generation != since, "the change was not announced"
+        cache.put("html", rendered(b"<p>read before the change</p>", "text/html", clock.now()), since=since)
+        assert cache.get("html") is None
+        assert "Fix is rolling out" in (await client.get("/status")).text
 
 
 @pytest.fixture

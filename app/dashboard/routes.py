@@ -37,7 +37,10 @@ async def _trends(
     cache = request.app.state.trends_cache
     key = str(days)
     async with cache.rebuilding(key):
-        return cache.get(key) or cache.put(key, await service.trends(session, days=days))
+        if (kept := cache.get(key)) is not None:
+            return kept
+        since = cache.generation
+        return cache.put(key, await service.trends(session, days=days), since=since)
 
 
 @router.get("/dashboard")

@@ -3,8 +3,11 @@
 A value is valid until a NOTIFY on `icc_changes` (presence changes aside), and for at most
 `max_age` seconds. While the listener is disconnected nothing is kept: a stale answer is worse
 than a slow one when we cannot know it is stale. After a change, the one request that rebuilds a
-value holds its lock, and the others may take the value of a moment ago (`previous`) instead of
-queueing behind a rebuild that can take seconds with a long history.
+value holds its lock; the public status paths send the value of a moment ago (`previous`)
+meanwhile instead of queueing behind a rebuild that can take seconds with a long history.
+
+A value computed while a change was announced is out of date before it is stored: callers read
+`generation` before they query, and `put` keeps the value only if no change came in between.
 """
 
 import asyncio
@@ -25,6 +28,7 @@ class ChangeCache(Generic[T]):
         # Values an announced change made out of date, kept to be sent while their rebuild runs.
         self._previous: dict[str, tuple[float, T]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.generation = 0  # bumped by every announced change and every reconnect
         listener.subscribe(
             lambda _channel, payload: None if payload.startswith(PRESENCE_PREFIX) else self.outdate()
         )
@@ -37,11 +41,13 @@ class ChangeCache(Generic[T]):
 
     def outdate(self) -> None:
         """A change was announced: every value must be rebuilt before it is trusted again."""
+        self.generation += 1
         self._previous.update(self._items)
         self._items.clear()
 
     def clear(self) -> None:
         """Notifications may have been missed: nothing here is worth sending any more."""
+        self.generation += 1
         self._items.clear()
         self._previous.clear()
 
@@ -59,9 +65,10 @@ class ChangeCache(Generic[T]):
             return None
         return self._fresh(self._previous.get(key))
 
-    def put(self, key: str, value: T) -> T:
-        """Keep `value` (if the listener is up, else only hand it back)."""
-        if self.listener.connected:
+    def put(self, key: str, value: T, *, since: int) -> T:
+        """Keep `value`, computed from what the database held at generation `since`, if that is
+        still the current generation and the listener is up; hand it back either way."""
+        if self.listener.connected and since == self.generation:
             self._items[key] = (time.monotonic(), value)
             self._previous.pop(key, None)
         return value

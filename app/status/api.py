@@ -117,9 +117,10 @@ async def status_summary(request: Request, session: SessionDep, principal: Optio
     async with cache.rebuilding(SUMMARY):
         item = cache.get(SUMMARY)
         if item is None:
+            since = cache.generation
             snapshot = await service.status_snapshot(session)
             body = json.dumps(_summary(snapshot, str(request.base_url)), separators=(",", ":")).encode()
-            item = cache.put(SUMMARY, rendered(body, "application/json", snapshot.updated_at))
+            item = cache.put(SUMMARY, rendered(body, "application/json", snapshot.updated_at), since=since)
     return cached_response(request, item, private=private)
 
 

@@ -36,6 +36,7 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
     async with cache.rebuilding(key):
         item = cache.get(key)
         if item is None:
+            since = cache.generation
             snapshot = await service.status_snapshot(session)
             template = templates.get_template("status/page.html")
             context = {"s": snapshot, "labels": service.IMPACT_WORDS}
@@ -43,7 +44,9 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
                 body = "".join(template.blocks["live"](template.new_context(context)))
             else:
                 body = template.render(context)
-            item = cache.put(key, rendered(body.encode(), "text/html; charset=utf-8", snapshot.updated_at))
+            item = cache.put(
+                key, rendered(body.encode(), "text/html; charset=utf-8", snapshot.updated_at), since=since
+            )
     return cached_response(request, item, private=private)
 
 
@@ -79,9 +82,10 @@ async def status_feed(request: Request, session: SessionDep, principal: Optional
     async with cache.rebuilding(FEED):
         item = cache.get(FEED)
         if item is None:
+            since = cache.generation
             snapshot = await service.status_snapshot(session)
             body = _atom(snapshot, str(request.base_url))
-            item = cache.put(FEED, rendered(body, "application/atom+xml", snapshot.updated_at))
+            item = cache.put(FEED, rendered(body, "application/atom+xml", snapshot.updated_at), since=since)
     return cached_response(request, item, private=private)
 
 
