@@ -230,6 +230,16 @@ async def test_the_status_page_answers_a_matching_etag_with_304(client, public_a
     assert again.status_code == 304 and again.content == b""
 
 
+async def test_an_uptime_check_with_head_gets_200_with_or_without_a_copy(app, client, public_and_private):
+    async with app.router.lifespan_context(app):
+        await wait_connected(app)
+        for path in ("/status", "/status/feed.atom", "/api/v1/status"):
+            first = await client.head(path)  # no copy yet: the route renders it
+            again = await client.head(path)  # from the copy
+            assert (first.status_code, again.status_code) == (200, 200), path
+            assert first.content == again.content == b"", path
+
+
 async def test_the_status_page_is_a_whole_page_or_for_htmx_its_live_part(client, public_and_private):
     page = (await client.get("/status")).text
     assert "<html" in page and "Sign out" not in page

@@ -109,7 +109,7 @@ def _summary(snapshot: service.StatusSnapshot, base_url: str) -> dict:
     }
 
 
-@router.get("/status")
+@router.api_route("/status", methods=["GET", "HEAD"])  # uptime checkers often send HEAD
 async def status_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """The public status in the shape of Statuspage's summary.json (no login unless configured)."""
     private = check_access(principal)

@@ -27,7 +27,7 @@ def check_access(principal: object) -> bool:
     return private
 
 
-@router.get("/status")
+@router.api_route("/status", methods=["GET", "HEAD"])  # uptime checkers often send HEAD
 async def status_page(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """What stakeholders see. Served from a rendered copy until the database says it changed."""
     private = check_access(principal)
@@ -74,7 +74,7 @@ def _atom(snapshot: service.StatusSnapshot, base_url: str) -> bytes:
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
-@router.get("/status/feed.atom")
+@router.api_route("/status/feed.atom", methods=["GET", "HEAD"])
 async def status_feed(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """Public updates as an Atom feed."""
     private = check_access(principal)
