@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     run_scheduler: bool = True
     access_log: bool = True  # a line per request; off behind nginx, whose access log has them all
+    # Where stakeholders reach the status page ("https://status.example.com/"): the links of its
+    # feed and JSON. Never taken from a request's Host: the copies are shared by everyone.
+    public_url: str | None = None
     demo: bool = False  # `icc serve --demo`: the action catalog calls the built-in receiver
     actions_base_url: str | None = None  # overrides [actions] base_url in icc.toml
 
@@ -49,6 +52,15 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+psycopg://"):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def absolute_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or " " in value:
+            raise ValueError("must be an http:// or https:// address")
+        return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")
     def refuse_default_secret(self) -> "Settings":

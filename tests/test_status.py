@@ -1,6 +1,7 @@
 """Stakeholder updates, the public status view (HTML, JSON, feed) and the severity dashboard."""
 
 import asyncio
+import json
 from datetime import timedelta
 from xml.etree import ElementTree as ET
 
@@ -10,6 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from app import clock
+from app.config import ConfigError, get_settings
 from app.errors import InvalidInput, NotPermitted
 from app.incidents import service as incidents
 from app.status import service as status
@@ -212,6 +214,39 @@ async def test_the_status_json_has_the_shape_of_a_statuspage_summary(client, pub
     [update] = incident["incident_updates"]
     assert set(update) >= {"id", "status", "body", "incident_id", "created_at", "updated_at", "display_at"}
     assert update["body"] == "Checkout is failing for some"
+
+
+async def test_the_feed_and_json_link_to_the_public_address_never_to_a_requests_host(
+    app, public_and_private, monkeypatch
+):
+    async def fetch() -> tuple[str, dict]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://evil.example") as hostile:
+            return (await hostile.get("/status/feed.atom")).text, (await hostile.get("/api/v1/status")).json()
+
+    feed, summary = await fetch()
+    assert "evil.example" not in feed + json.dumps(summary)
+    assert summary["page"]["url"] == "/status" and "<id>urn:icc:status</id>" in feed
+    monkeypatch.setenv("ICC_PUBLIC_URL", "https://status.example.com")
+    get_settings.cache_clear()
+    try:
+        feed, summary = await fetch()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert summary["page"]["url"] == "https://status.example.com/status"
+    assert "<id>https://status.example.com/status</id>" in feed and "evil.example" not in feed
+
+
+def test_a_public_url_that_is_not_an_http_address_stops_start_up(monkeypatch):
+    monkeypatch.setenv("ICC_PUBLIC_URL", "status.example.com")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="ICC_PUBLIC_URL: must be an http:// or https:// address"):
+            get_settings()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 async def test_the_feed_is_valid_atom_with_one_entry_per_public_update(client, public_and_private):

@@ -36,7 +36,8 @@ class UpdateOut(BaseModel):
     posted_at: datetime
 
 
-def _summary(snapshot: service.StatusSnapshot, base_url: str) -> dict:
+def _summary(snapshot: service.StatusSnapshot) -> dict:
+    base_url = service.public_base()
     page_id = service.public_id("page")
 
     def component(c: service.ComponentStatus) -> dict:
@@ -119,7 +120,7 @@ async def status_summary(request: Request, session: SessionDep, principal: Optio
         if item is None:
             since = cache.generation
             snapshot = await service.status_snapshot(session)
-            body = json.dumps(_summary(snapshot, str(request.base_url)), separators=(",", ":")).encode()
+            body = json.dumps(_summary(snapshot), separators=(",", ":")).encode()
             item = cache.put(SUMMARY, rendered(body, "application/json", snapshot.updated_at), since=since)
     return cached_response(request, item, private=private)
 

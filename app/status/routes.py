@@ -53,11 +53,13 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
 ATOM = "http://www.w3.org/2005/Atom"
 
 
-def _atom(snapshot: service.StatusSnapshot, base_url: str) -> bytes:
+def _atom(snapshot: service.StatusSnapshot) -> bytes:
+    base_url = service.public_base()
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     ET.SubElement(feed, f"{{{ATOM}}}title").text = snapshot.name
-    ET.SubElement(feed, f"{{{ATOM}}}id").text = f"{base_url}status"
+    # An Atom id is an absolute IRI: without a public address, a name of our own.
+    ET.SubElement(feed, f"{{{ATOM}}}id").text = f"{base_url}status" if base_url != "/" else "urn:icc:status"
     ET.SubElement(feed, f"{{{ATOM}}}updated").text = snapshot.updated_at.isoformat()
     ET.SubElement(feed, f"{{{ATOM}}}link", href=f"{base_url}status")
     ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=f"{base_url}status/feed.atom")
@@ -84,7 +86,7 @@ async def status_feed(request: Request, session: SessionDep, principal: Optional
         if item is None:
             since = cache.generation
             snapshot = await service.status_snapshot(session)
-            body = _atom(snapshot, str(request.base_url))
+            body = _atom(snapshot)
             item = cache.put(FEED, rendered(body, "application/atom+xml", snapshot.updated_at), since=since)
     return cached_response(request, item, private=private)
 

@@ -264,6 +264,11 @@ def public_id(ref: str) -> str:
     return hashlib.sha256((get_settings().secret_key + ref).encode()).hexdigest()[:12]
 
 
+def public_base() -> str:
+    """What the status page's links start with: ICC_PUBLIC_URL, else a path from the root."""
+    return get_settings().public_url or "/"
+
+
 def _title(incident: Incident, affected: list[tuple[Component, str]]) -> str:
     if incident.public_title:
         return incident.public_title
