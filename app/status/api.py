@@ -110,7 +110,8 @@ def _summary(snapshot: service.StatusSnapshot) -> dict:
     }
 
 
-@router.api_route("/status", methods=["GET", "HEAD"])  # uptime checkers often send HEAD
+@router.head("/status", include_in_schema=False)  # uptime checkers often send HEAD
+@router.get("/status")
 async def status_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """The public status in the shape of Statuspage's summary.json (no login unless configured)."""
     private = check_access(principal)
