@@ -34,13 +34,9 @@ async def _trends(
     the history once per change, not once per refresh."""
     if service_name:
         return await service.trends(session, days=days, service=service_name)
-    cache = request.app.state.trends_cache
-    key = str(days)
-    async with cache.rebuilding(key):
-        if (kept := cache.get(key)) is not None:
-            return kept
-        since = cache.generation
-        return cache.put(key, await service.trends(session, days=days), since=since)
+    return await request.app.state.trends_cache.get_or_build(
+        str(days), lambda: service.trends(session, days=days)
+    )
 
 
 @router.get("/dashboard")

@@ -6,12 +6,14 @@ than a slow one when we cannot know it is stale. After a change, the one request
 value holds its lock; the public status paths send the value of a moment ago (`previous`)
 meanwhile instead of queueing behind a rebuild that can take seconds with a long history.
 
-A value computed while a change was announced is out of date before it is stored: callers read
-`generation` before they query, and `put` keeps the value only if no change came in between.
+A value computed while a change was announced is out of date before it is stored: `put` keeps a
+value only if no change came in since the `generation` it was computed at. `get_or_build` does
+all of that for a caller.
 """
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from app.live.listener import Listener
@@ -72,3 +74,12 @@ class ChangeCache(Generic[T]):
             self._items[key] = (time.monotonic(), value)
             self._previous.pop(key, None)
         return value
+
+    async def get_or_build(self, key: str, build: Callable[[], Awaitable[T]]) -> T:
+        """The kept value, or `build()`'s, computed by one request at a time and kept if no change
+        came in meanwhile."""
+        async with self.rebuilding(key):
+            if (kept := self.get(key)) is not None:
+                return kept
+            since = self.generation
+            return self.put(key, await build(), since=since)

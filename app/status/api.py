@@ -11,8 +11,8 @@ from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
 from app.incidents.schemas import Strict
 from app.status import service
-from app.status.cache import SUMMARY, cached_response, rendered
-from app.status.routes import check_access
+from app.status.cache import SUMMARY, Cached, cached_response, rendered
+from app.status.routes import check_access, current_snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["status"])
 
@@ -115,14 +115,13 @@ def _summary(snapshot: service.StatusSnapshot) -> dict:
 async def status_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """The public status in the shape of Statuspage's summary.json (no login unless configured)."""
     private = check_access(principal)
-    cache = request.app.state.status_cache
-    async with cache.rebuilding(SUMMARY):
-        item = cache.get(SUMMARY)
-        if item is None:
-            since = cache.generation
-            snapshot = await service.status_snapshot(session)
-            body = json.dumps(_summary(snapshot), separators=(",", ":")).encode()
-            item = cache.put(SUMMARY, rendered(body, "application/json", snapshot.updated_at), since=since)
+
+    async def build() -> Cached:
+        snapshot = await current_snapshot(request, session)
+        body = json.dumps(_summary(snapshot), separators=(",", ":")).encode()
+        return rendered(body, "application/json", snapshot.updated_at)
+
+    item = await request.app.state.status_cache.get_or_build(SUMMARY, build)
     return cached_response(request, item, private=private)
 
 

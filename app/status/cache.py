@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -19,8 +20,8 @@ from app.status.config import get_status_config
 from app.web import wants_fragment
 
 MAX_AGE_SECONDS = 60  # the page also depends on the date
-# The cache keys of the three public copies.
-PAGE, PAGE_FRAGMENT, FEED, SUMMARY = "html", "html:fragment", "atom", "json"
+# The cache keys of the three public copies, and of the snapshot they are rendered from.
+PAGE, PAGE_FRAGMENT, FEED, SUMMARY, SNAPSHOT = "html", "html:fragment", "atom", "json", "snapshot"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Cached:
     last_modified: str
 
 
-RenderedCache = ChangeCache[Cached]
+# The copies (Cached) and, under SNAPSHOT, the StatusSnapshot they are rendered from.
+RenderedCache = ChangeCache[Any]
 
 
 def rendered(body: bytes, media_type: str, updated_at: datetime) -> Cached:

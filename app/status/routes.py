@@ -5,13 +5,14 @@ from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
 from app.errors import NotAuthenticated
 from app.incidents.routes import after_incident_change
 from app.status import service
-from app.status.cache import FEED, PAGE_FRAGMENT, cached_response, page_key, rendered
+from app.status.cache import FEED, PAGE_FRAGMENT, SNAPSHOT, Cached, cached_response, page_key, rendered
 from app.status.config import get_status_config
 from app.web import templates
 
@@ -27,26 +28,31 @@ def check_access(principal: object) -> bool:
     return private
 
 
+async def current_snapshot(request: Request, session: AsyncSession) -> service.StatusSnapshot:
+    """The snapshot the page, the feed and the JSON are rendered from: computed once per change
+    per process for all three (with a long history it is the expensive part)."""
+    return await request.app.state.status_cache.get_or_build(
+        SNAPSHOT, lambda: service.status_snapshot(session)
+    )
+
+
 @router.api_route("/status", methods=["GET", "HEAD"])  # uptime checkers often send HEAD
 async def status_page(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """What stakeholders see. Served from a rendered copy until the database says it changed."""
     private = check_access(principal)
     key = page_key(request)
-    cache = request.app.state.status_cache
-    async with cache.rebuilding(key):
-        item = cache.get(key)
-        if item is None:
-            since = cache.generation
-            snapshot = await service.status_snapshot(session)
-            template = templates.get_template("status/page.html")
-            context = {"s": snapshot, "labels": service.IMPACT_WORDS}
-            if key == PAGE_FRAGMENT:
-                body = "".join(template.blocks["live"](template.new_context(context)))
-            else:
-                body = template.render(context)
-            item = cache.put(
-                key, rendered(body.encode(), "text/html; charset=utf-8", snapshot.updated_at), since=since
-            )
+
+    async def build() -> Cached:
+        snapshot = await current_snapshot(request, session)
+        template = templates.get_template("status/page.html")
+        context = {"s": snapshot, "labels": service.IMPACT_WORDS}
+        if key == PAGE_FRAGMENT:
+            body = "".join(template.blocks["live"](template.new_context(context)))
+        else:
+            body = template.render(context)
+        return rendered(body.encode(), "text/html; charset=utf-8", snapshot.updated_at)
+
+    item = await request.app.state.status_cache.get_or_build(key, build)
     return cached_response(request, item, private=private)
 
 
@@ -80,14 +86,12 @@ def _atom(snapshot: service.StatusSnapshot) -> bytes:
 async def status_feed(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """Public updates as an Atom feed."""
     private = check_access(principal)
-    cache = request.app.state.status_cache
-    async with cache.rebuilding(FEED):
-        item = cache.get(FEED)
-        if item is None:
-            since = cache.generation
-            snapshot = await service.status_snapshot(session)
-            body = _atom(snapshot)
-            item = cache.put(FEED, rendered(body, "application/atom+xml", snapshot.updated_at), since=since)
+
+    async def build() -> Cached:
+        snapshot = await current_snapshot(request, session)
+        return rendered(_atom(snapshot), "application/atom+xml", snapshot.updated_at)
+
+    item = await request.app.state.status_cache.get_or_build(FEED, build)
     return cached_response(request, item, private=private)
 
 
