@@ -17,10 +17,10 @@ from sqlalchemy import select, text
 
 from app.actions import service as actions
 from app.actions.catalog import DEFAULT_ACTIONS, build_catalog, load_catalog
-from app.actions.executor import SendRefused, address_problem, check_destination
 from app.actions.models import ActionRun
 from app.config import ConfigError, Settings
 from app.incidents import service as incidents
+from app.outbound import SendRefused, address_problem, check_destination
 from tests.conftest import sign_in
 
 API = "/api/v1"

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from app.auth.models import ORG_ROLES
 from app.config import ConfigError, Settings, get_settings, parse_duration, read_config_file
 from app.incidents.models import ROLES
+from app.outbound import Policy
 
 DEV_SIGNING_SECRET = "dev-webhook-secret"  # noqa: S105 - refused outside development and tests
 DEFAULT_BASE_URL = "https://automation.example.com/hooks"
@@ -97,11 +98,11 @@ class ActionSpec:
     cooldown: timedelta | None
 
 
-@dataclass(frozen=True)
-class Catalog:
+@dataclass(frozen=True, kw_only=True)
+class Catalog(Policy):
+    """The actions, and (as a Policy) where their requests may go."""
+
     actions: dict[str, ActionSpec]
-    allowlist: tuple[str, ...]
-    allow_private: tuple[str, ...]
     signing_secret: str = field(repr=False)
     confirm_within: timedelta
 
@@ -236,6 +237,7 @@ def build_catalog(
             continue
         actions[name] = _action(name, merged, base_url)
     return Catalog(
+        section="actions",
         actions=actions,
         allowlist=tuple(a.lower() for a in allowlist),
         allow_private=tuple(a.lower() for a in allow_private),

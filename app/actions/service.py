@@ -17,7 +17,7 @@ from sqlalchemy import Float, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app import clock
+from app import clock, outbound
 from app.actions import executor
 from app.actions.catalog import BODY_FIELD, ActionSpec, Catalog
 from app.actions.models import FINISHED_STATES, ActionRun
@@ -259,8 +259,8 @@ async def prepare_action_run(
     spec = _spec(catalog, name)
     incident = await _incident(session, ref)
     await _check_may_run(session, actor=actor, spec=spec, incident=incident)
-    _scheme, host, port = executor.destination(spec.url)
-    if not executor.host_allowed(catalog, host, port):
+    _scheme, host, port = outbound.destination(spec.url)
+    if not outbound.host_allowed(catalog, host, port):
         raise Conflict(f"{spec.title} points at {host}:{port}, which is not on the actions allowlist.")
     now = clock.now()
     await _check_cooldown(session, spec=spec, incident=incident, now=now)
@@ -378,7 +378,7 @@ async def run_action_now(
     )
 
 
-def _timeline_text(spec: ActionSpec, run_id: int, outcome: executor.Outcome) -> str:
+def _timeline_text(spec: ActionSpec, run_id: int, outcome: outbound.Outcome) -> str:
     link = f"[run {run_id}](/action-runs/{run_id})"
     if outcome.state == "timed_out":
         result = f"timed out after {outcome.duration_ms / 1000:.1f} s"
