@@ -54,6 +54,7 @@ def receiver():
 @pytest.fixture
 def policy_with_webhook(icc_toml, receiver):
     icc_toml(
+        '[escalation]\nallow_private = ["127.0.0.1"]\n'
         "[[escalation.SEV1]]\n"
         'name = "Manager"\nafter = "30m"\nwhen = "unacknowledged"\n'
         f'notify = ["role:admin", "webhook:{receiver.url}"]\n'
@@ -63,7 +64,7 @@ def policy_with_webhook(icc_toml, receiver):
 
 
 def test_the_default_policy_follows_the_users_escalation_matrix(tmp_path):
-    policy = load_escalation_policy(tmp_path / "none.toml")
+    policy = load_escalation_policy(tmp_path / "none.toml").steps
     assert [(s.name, s.after, s.when) for s in policy["SEV1"]] == [
         ("On-call responders", timedelta(0), "unacknowledged"),
         ("Engineering manager", timedelta(minutes=30), "unmitigated"),
@@ -148,7 +149,7 @@ async def test_a_failing_webhook_is_retried_with_backoff_then_shown_as_failed(
         assert await service.deliver_notifications(session) == 0  # not due again yet
         frozen_clock.now = note.next_attempt_at
     assert note.state == "failed" and note.attempts == service.MAX_ATTEMPTS
-    assert note.last_error == "HTTP 500"
+    assert note.last_error == "The receiver answered 500."
     assert waits[:4] == [
         timedelta(seconds=30),
         timedelta(seconds=60),
@@ -157,4 +158,4 @@ async def test_a_failing_webhook_is_retried_with_backoff_then_shown_as_failed(
     ]
     assert len(receiver.bodies) == service.MAX_ATTEMPTS
     [view] = await service.escalations_of(session, incident_id=incident.id)
-    assert view.failed_deliveries == ["HTTP 500"]
+    assert view.failed_deliveries == ["The receiver answered 500."]

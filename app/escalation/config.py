@@ -1,5 +1,8 @@
 """The escalation policy, per severity, from icc.toml:
 
+    [escalation]
+    allow_private = ["alerts.internal"]   # webhook hosts that may resolve to private addresses
+
     [[escalation.SEV1]]
     name = "Engineering manager"
     after = "30m"
@@ -7,15 +10,18 @@
     notify = ["role:admin", "webhook:https://hooks.slack.com/services/..."]
 
 Targets: `role:<org role>`, `person:<email>`, `incident-role:<role on the incident>` (shown in
-the app), and `webhook:<url>` (a Slack-compatible JSON POST, retried with backoff).
+the app), and `webhook:<url>` (a Slack-compatible JSON POST, retried with backoff). The hosts
+of the webhook targets are the escalation allowlist of app/outbound.py, each with its port.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from app.config import ConfigError, get_settings, parse_duration, read_config_file
+from app.outbound import Policy, destination
 
 CONDITIONS = ("unacknowledged", "unmitigated", "no_update")
 TARGET_KINDS = ("role", "person", "incident-role", "webhook")
@@ -79,8 +85,8 @@ def _step(severity: str, index: int, raw: object) -> Step:
         kind, _, value = target.partition(":")
         if kind not in TARGET_KINDS or not value:
             raise ConfigError(f"{where}.notify: {target!r} is not role:, person:, incident-role: or webhook:")
-        if kind == "webhook" and not value.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}.notify: {target!r} needs an http(s) URL")
+        if kind == "webhook" and not _webhook_url(value):
+            raise ConfigError(f"{where}.notify: {target!r} needs an http(s) URL with a host")
     return Step(
         key=f"{severity}:{index}",
         name=str(raw.get("name") or f"Step {index + 1}"),
@@ -90,19 +96,56 @@ def _step(severity: str, index: int, raw: object) -> Step:
     )
 
 
-def load_escalation_policy(path: Path) -> dict[str, list[Step]]:
+@dataclass(frozen=True, kw_only=True)
+class EscalationPolicy(Policy):
+    """The steps per severity, and (as a Policy) where their webhooks may be delivered."""
+
+    steps: dict[str, list[Step]]
+
+
+def _webhook_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _allow_private(raw: object, webhook_hosts: set[str]) -> tuple[str, ...]:
+    where = "escalation.allow_private"
+    if not isinstance(raw, list) or not all(isinstance(h, str) for h in raw):
+        raise ConfigError(f'{where}: give a list of host names, such as ["alerts.internal"]')
+    hosts = []
+    for entry in raw:
+        host = entry.strip().lower().removeprefix("[").removesuffix("]")
+        if host not in webhook_hosts:
+            named = ", ".join(sorted(webhook_hosts)) or "none"
+            raise ConfigError(f"{where}: {entry!r} is not the host of a webhook: target (they are: {named})")
+        hosts.append(host)
+    return tuple(hosts)
+
+
+def load_escalation_policy(path: Path) -> EscalationPolicy:
     data = read_config_file(path).get("escalation")
-    raw = DEFAULT_POLICY if data is None else data
-    if not isinstance(raw, dict):
+    if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: [escalation] must be a table of severities")
-    policy: dict[str, list[Step]] = {}
-    for severity, steps in raw.items():
-        if not isinstance(steps, list):
+    raw = dict(data or {})
+    allow_private = raw.pop("allow_private", [])
+    steps: dict[str, list[Step]] = {}
+    for severity, entries in (DEFAULT_POLICY if data is None else raw).items():
+        if not isinstance(entries, list):
             raise ConfigError(f"{path}: escalation.{severity} must be a list of steps")
-        policy[str(severity)] = [_step(str(severity), i, s) for i, s in enumerate(steps)]
-    return policy
+        steps[str(severity)] = [_step(str(severity), i, s) for i, s in enumerate(entries)]
+    webhooks = [destination(url) for entries in steps.values() for step in entries for url in step.webhooks]
+    return EscalationPolicy(
+        section="escalation",
+        allowlist=tuple(dict.fromkeys(f"{host}:{port}" for _scheme, host, port in webhooks)),
+        allow_private=_allow_private(allow_private, {host for _scheme, host, _port in webhooks}),
+        steps=steps,
+    )
 
 
 @lru_cache
-def get_escalation_policy() -> dict[str, list[Step]]:
+def get_escalation_policy() -> EscalationPolicy:
     return load_escalation_policy(get_settings().config)

@@ -3,20 +3,21 @@
 Any number of processes may run `fire_due_steps` at once: a step fires when its row is
 inserted (`ON CONFLICT DO NOTHING`), and only the process that inserted it writes the timeline
 entry and queues the notifications, in the same transaction. Deliveries are claimed with
-`FOR UPDATE SKIP LOCKED`, so each is attempted by one process at a time.
+`FOR UPDATE SKIP LOCKED`, so each is attempted by one process at a time, through the
+outgoing-request guard (app/outbound.py) with the policy's webhook hosts as its allowlist.
 """
 
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
+from app import clock, outbound
 from app.auth import service as accounts
+from app.config import get_settings
 from app.escalation.config import Step, get_escalation_policy
 from app.escalation.models import Escalation, EscalationNotification
 from app.incidents import service as incidents
@@ -43,9 +44,31 @@ def _due(incident: Incident, step: Step) -> datetime | None:
     return (incident.last_update_at or incident.declared_at) + step.after
 
 
-def _minutes(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return "at once" if minutes == 0 else f"after {minutes} min"
+def delay_words(delta: timedelta) -> str:
+    """A step's delay as the timeline and the banner say it: "at once", "after 1 min 30 s"."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "at once"
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (seconds, "s")) if n]
+    return "after " + " ".join(parts)
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Text for Slack's mrkdwn as text: `&`, `<` and `>` are its control characters, so they are
+    sent as `&amp;`, `&lt;` and `&gt;` (Slack's "Formatting text for app surfaces"; nothing else is
+    entity-encoded). Applied to every piece of incident-derived text, never to our own markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def webhook_text(incident: Incident, entry: str) -> str:
+    """The Slack-compatible message of a fired step: severity, a link to the incident when
+    ICC_PUBLIC_URL says where it is (else its reference as text), the title and the entry."""
+    public_url = get_settings().public_url
+    ref = f"<{public_url}incidents/{incident.ref}|{incident.ref}>" if public_url else incident.ref
+    severity, title, entry = (escape_mrkdwn(t) for t in (incident.severity, incident.title, entry))
+    return f"[{severity}] {ref} {title}: {entry}"
 
 
 async def fire_due_steps(session: AsyncSession) -> list[str]:
@@ -55,11 +78,11 @@ async def fire_due_steps(session: AsyncSession) -> list[str]:
     active = list(await session.scalars(select(Incident).where(Incident.resolved_at.is_(None))))
     fired: list[str] = []
     for incident in active:
-        for step in policy.get(incident.severity, []):
+        for step in policy.steps.get(incident.severity, []):
             due = _due(incident, step)
             if due is None or due > now:
                 continue
-            reason = f"{_minutes(step.after)} {WHY[step.when]}"
+            reason = f"{delay_words(step.after)} {WHY[step.when]}"
             escalation_id = await session.scalar(
                 insert(Escalation)
                 .values(
@@ -75,8 +98,8 @@ async def fire_due_steps(session: AsyncSession) -> list[str]:
                 text += f" Notified: {', '.join(step.audience)}."
             account = await accounts.service_account(session, email=ACCOUNT_EMAIL, name="Escalation policy")
             incidents.record_entry(session, incident, account, "escalation", text, at=now)
+            body = json.dumps({"text": webhook_text(incident, text)})
             for url in step.webhooks:
-                body = json.dumps({"text": f"[{incident.severity}] {incident.ref} {incident.title}: {text}"})
                 session.add(
                     EscalationNotification(
                         escalation_id=escalation_id, url=url, body=body, next_attempt_at=now
@@ -88,7 +111,9 @@ async def fire_due_steps(session: AsyncSession) -> list[str]:
 
 
 async def deliver_notifications(session: AsyncSession, *, limit: int = 20) -> int:
-    """Send due webhook notifications once each; failures back off and end up visible."""
+    """Send due webhook notifications once each; failures back off and end up visible, and a
+    delivery the guard refuses fails at once (retrying would not change its answer)."""
+    policy = get_escalation_policy()
     now = clock.now()
     claimed = list(
         await session.scalars(
@@ -99,29 +124,29 @@ async def deliver_notifications(session: AsyncSession, *, limit: int = 20) -> in
             .with_for_update(skip_locked=True)
         )
     )
-    async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, follow_redirects=False, trust_env=False) as client:
-        for note in claimed:
-            note.attempts += 1
-            try:
-                response = await client.post(
-                    note.url, content=note.body, headers={"Content-Type": "application/json"}
-                )
-                error = None if response.is_success else f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            if error is None:
-                note.state, note.sent_at, note.last_error = "sent", clock.now(), None
-            else:
-                note.last_error = error
-                if note.attempts >= MAX_ATTEMPTS:
-                    note.state = "failed"
-                    # Viewers of the incident see the failure at once.
-                    incident_id = await session.scalar(
-                        select(Escalation.incident_id).where(Escalation.id == note.escalation_id)
-                    )
-                    await session.execute(select(func.pg_notify(CHANNEL, str(incident_id))))
-                else:
-                    note.next_attempt_at = clock.now() + FIRST_RETRY * 2 ** (note.attempts - 1)
+    for note in claimed:
+        note.attempts += 1
+        outcome = await outbound.send(
+            policy,
+            method="POST",
+            url=note.url,
+            headers={"Content-Type": "application/json"},
+            content=note.body.encode(),
+            timeout=DELIVERY_TIMEOUT,
+        )
+        if outcome.state == "succeeded":
+            note.state, note.sent_at, note.last_error = "sent", clock.now(), None
+            continue
+        note.last_error = outcome.error
+        if outcome.refused or note.attempts >= MAX_ATTEMPTS:
+            note.state = "failed"
+            # Viewers of the incident see the failure at once.
+            incident_id = await session.scalar(
+                select(Escalation.incident_id).where(Escalation.id == note.escalation_id)
+            )
+            await session.execute(select(func.pg_notify(CHANNEL, str(incident_id))))
+        else:
+            note.next_attempt_at = clock.now() + FIRST_RETRY * 2 ** (note.attempts - 1)
     await session.commit()
     return len(claimed)
 
