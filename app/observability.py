@@ -17,7 +17,8 @@ from functools import lru_cache
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import choose_encoder
 from sqlalchemy import text
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +32,10 @@ router = APIRouter(include_in_schema=False)
 
 READY_TIMEOUT_SECONDS = 2.0
 SCRAPE_QUERY_TIMEOUT_SECONDS = 2.0
+
+# Each counter and histogram child would also export a `_created` series (when this process
+# made it): an eighth of all series, which no query or rule of ours reads. Off for the process.
+disable_created_metrics()
 
 REQUEST_SECONDS = Histogram(
     "icc_http_request_duration_seconds",
@@ -193,7 +198,9 @@ async def _read_database_gauges(request: Request) -> None:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: this process's counters plus the global database gauges."""
+    """This process's counters plus the global database gauges: OpenMetrics text when the
+    scraper's Accept asks for `application/openmetrics-text`, else Prometheus's classic text."""
     SSE_CLIENTS.set(request.app.state.broker.clients)
     await _read_database_gauges(request)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(REGISTRY), media_type=content_type, headers={"Vary": "Accept"})
