@@ -201,6 +201,17 @@ def test_a_broken_allow_private_is_refused_with_a_clear_message(tmp_path, allow_
         load_escalation_policy(path)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://", "https://:443/x", "http://h:port/x", "https://u:p@hooks.example.com/x", "https://:p@h/x"],
+)
+def test_a_webhook_target_needs_a_host_and_no_credentials(tmp_path, url):
+    path = tmp_path / "icc.toml"
+    path.write_text(f'[[escalation.SEV1]]\nnotify = ["webhook:{url}"]\n')
+    with pytest.raises(ConfigError, match="needs an http\\(s\\) URL with a host, without credentials"):
+        load_escalation_policy(path)
+
+
 def test_the_webhook_hosts_of_the_policy_are_its_allowlist(tmp_path):
     path = tmp_path / "icc.toml"
     path.write_text(

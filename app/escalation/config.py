@@ -86,7 +86,9 @@ def _step(severity: str, index: int, raw: object) -> Step:
         if kind not in TARGET_KINDS or not value:
             raise ConfigError(f"{where}.notify: {target!r} is not role:, person:, incident-role: or webhook:")
         if kind == "webhook" and not _webhook_url(value):
-            raise ConfigError(f"{where}.notify: {target!r} needs an http(s) URL with a host")
+            raise ConfigError(
+                f"{where}.notify: {target!r} needs an http(s) URL with a host, without credentials"
+            )
     return Step(
         key=f"{severity}:{index}",
         name=str(raw.get("name") or f"Step {index + 1}"),
@@ -109,7 +111,8 @@ def _webhook_url(url: str) -> bool:
         parts.port  # noqa: B018 - raises for a port that is not a number
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    # Credentials in the URL would be dropped: the request goes to the checked address.
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
 def _allow_private(raw: object, webhook_hosts: set[str]) -> tuple[str, ...]:
