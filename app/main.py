@@ -172,6 +172,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     if settings.demo:
         app.include_router(actions_routes.demo_router)
     app.include_router(status_api.router)
+    app.include_router(status_api.statuspage)  # /api/v2: Statuspage's paths
     app.include_router(live_routes.router)
     app.include_router(status_routes.router)
     app.include_router(dashboard_routes.router)

@@ -166,7 +166,7 @@ INSERT_SQL = """
 INSERT INTO incidents (
     ref, title, public_title, summary, severity, status, services, declared_at, declared_by_id,
     severity_changed_at, acknowledged_at, acknowledged_by_id, mitigated_at, resolved_at,
-    last_update_at, ack_due_at, mitigation_due_at, update_due_at, client_key
+    last_update_at, ack_due_at, mitigation_due_at, update_due_at, client_key, published_at, published_by_id
 )
 SELECT
     'INC-' || to_char(day, 'YYYYMMDD') || '-' || CASE WHEN n < 10 THEN '0' || n ELSE n::text END,
@@ -197,7 +197,9 @@ SELECT
     COALESCE(mitigated_at, declared_at + interval '1 hour')
         + CASE severity WHEN 'SEV1' THEN interval '15 minutes' WHEN 'SEV2' THEN interval '30 minutes'
                         WHEN 'SEV3' THEN interval '2 hours' END,
-    NULL
+    NULL,
+    declared_at,
+    %(user)s
 FROM bench_history
 WHERE {where}
 """
@@ -213,6 +215,11 @@ def insert_history(conn: psycopg.Connection, user_id: int, *, first: bool) -> in
     where = "i % 100 = 0" if first else "i % 100 <> 0"
     cursor = conn.execute(INSERT_SQL.format(where=where.replace("%", "%%")), {"user": user_id})
     inserted = cursor.rowcount
+    # Published by the person who declared them; the open ones promise their next update.
+    conn.execute(
+        "UPDATE incidents SET public_update_due_at = update_due_at "
+        "WHERE resolved_at IS NULL AND public_update_due_at IS NULL"
+    )
     if first:  # the per-day reference counters, as declaring them one by one would have left them
         conn.execute(
             "INSERT INTO incident_ref_counters (day, last_number) "

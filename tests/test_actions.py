@@ -21,6 +21,7 @@ from app.actions.models import ActionRun
 from app.config import ConfigError, Settings
 from app.incidents import service as incidents
 from app.outbound import SendRefused, address_problem, check_destination
+from app.status import service as status
 from tests.conftest import sign_in
 
 API = "/api/v1"
@@ -527,7 +528,9 @@ async def test_a_resolved_incident_runs_no_actions(api_as, session, responder, i
     await incidents.assign_role(
         session, actor=responder, ref=incident.ref, role="incident_commander", email=responder.email
     )
-    await incidents.change_status(session, actor=responder, ref=incident.ref, status="resolved")
+    await status.change_status(
+        session, actor=responder, ref=incident.ref, status="resolved", public_update="Checkout works again."
+    )
     for response in (
         await api.post(f"{API}/incidents/{incident.ref}/actions/cache-purge/runs"),
         await confirm(api, prepared),

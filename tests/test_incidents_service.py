@@ -189,7 +189,8 @@ async def test_status_moves_forward_falls_back_from_monitoring_and_refuses_other
 
 async def test_only_the_incident_commander_can_resolve_admins_included(session, responder, admin, make_user):
     other = await make_user("responder", name="Otto Other")
-    incident = await declare(session, responder)
+    # Not on the status page: resolving one that is also takes its closing update (test_publication.py).
+    incident = await declare(session, responder, services=["ledger"])
     ref = incident.ref
     with pytest.raises(NotPermitted, match="Take the IC role first"):
         await service.change_status(session, actor=responder, ref=ref, status="resolved")
@@ -208,7 +209,7 @@ async def test_only_the_incident_commander_can_resolve_admins_included(session, 
 
 
 async def test_a_resolved_incident_can_be_reopened_and_its_timers_run_again(session, responder, frozen_clock):
-    incident = await declare(session, responder, severity="SEV2")
+    incident = await declare(session, responder, severity="SEV2", services=["ledger"])
     ref = incident.ref
     await service.assign_role(
         session, actor=responder, ref=ref, role="incident_commander", email=responder.email

@@ -56,7 +56,9 @@ async def test_components_take_the_worst_impact_of_the_active_incidents_that_aff
 async def test_a_resolved_incident_no_longer_affects_the_components_but_stays_in_history(session, responder):
     incident = await declare(session, responder, severity="SEV1")
     await as_commander(session, responder, incident)
-    await incidents.change_status(session, actor=responder, ref=incident.ref, status="resolved")
+    await status.change_status(
+        session, actor=responder, ref=incident.ref, status="resolved", public_update="Checkout works again."
+    )
     snapshot = await status.status_snapshot(session)
     assert snapshot.sentence == "All systems operational"
     assert snapshot.indicator == "none"

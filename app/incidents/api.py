@@ -28,6 +28,7 @@ from app.incidents.schemas import (
     TimelineIn,
     TimelinePage,
 )
+from app.status import service as status
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 
@@ -101,7 +102,16 @@ async def change_severity(ref: str, body: SeverityIn, session: SessionDep, user:
 
 @router.post("/incidents/{ref}/status", response_model=IncidentOut)
 async def change_status(ref: str, body: StatusIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
-    await service.change_status(session, actor=user, ref=ref, status=body.status, reason=body.reason)
+    """Move the status; `public_update` posts that public update in the same step (resolving an
+    incident on the status page needs its closing one: else 422)."""
+    await status.change_status(
+        session,
+        actor=user,
+        ref=ref,
+        status=body.status,
+        reason=body.reason,
+        public_update=body.public_update,
+    )
     return await _detail(session, ref)
 
 

@@ -80,6 +80,10 @@ class Incident(Base):
     ack_due_at: Mapped[datetime | None]
     mitigation_due_at: Mapped[datetime | None]
     update_due_at: Mapped[datetime | None]
+    # On the status page since (None: not public); the "next update by" promised there.
+    published_at: Mapped[datetime | None]
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    public_update_due_at: Mapped[datetime | None]
     client_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     roles: Mapped[list["RoleAssignment"]] = relationship(lazy="raise", viewonly=True)

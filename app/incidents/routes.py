@@ -1,7 +1,7 @@
 """Incident pages. Thin: parse the form, call the service, render the page or its blocks."""
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -23,6 +23,7 @@ from app.live import presence
 from app.runbooks import service as runbooks
 from app.status import service as status
 from app.status.config import get_status_config
+from app.status.publication import impacts_of
 from app.web import render, see_other, wants_fragment
 
 router = APIRouter(include_in_schema=False)
@@ -52,6 +53,7 @@ async def _incident_page(
     open_key = request.query_params.get("runbook")
     commander, comms_lead = detail.roles["incident_commander"], detail.roles["comms_lead"]
     user = request.state.principal.user
+    publication = await status.publication_of(session, ref=ref)
     context = {
         # This page's own stream is about to say "here"; show it now so nothing jumps.
         "viewers": sorted(
@@ -63,10 +65,12 @@ async def _incident_page(
         "escalations": await escalation.escalations_of(session, incident_id=detail.incident.id),
         "updates": await status.latest_updates(session, incident_id=detail.incident.id, limit=5),
         "components": get_status_config().components,
-        "impacts": await status.impacts_of(session, incident=detail.incident),
+        "impacts": await impacts_of(session, incident=detail.incident),
+        "publication": publication,
+        "update_templates": status.update_templates(detail.incident),
         "impact_words": status.IMPACT_WORDS,
         "speaks_for_incident": user.id in {p.id for p in (commander, comms_lead) if p},
-        "update_soon": _update_soon(detail),
+        "update_soon": _update_soon(detail, publication),
         "suggested": await runbooks.suggest_for_incident(session, services=detail.incident.services),
         "runnable": await actions.runnable_actions(
             session, catalog=request.app.state.catalog, actor=user, incident=detail.incident
@@ -98,10 +102,14 @@ async def _incident_page(
     return render(request, PAGE, context, blocks=blocks, status_code=status_code)
 
 
-def _update_soon(detail: service.IncidentDetail) -> bool:
-    """The next stakeholder update is due within two minutes, or overdue."""
+def _update_soon(detail: service.IncidentDetail, publication: status.Publication) -> datetime | None:
+    """When the next stakeholder update is due, internal or promised on the status page, if that
+    is within two minutes or past."""
     timer = detail.timers["next_update"]
-    return timer is not None and timer.due_at - clock.now() <= timedelta(minutes=2)
+    due = [t for t in (timer and timer.due_at, publication.next_update_by) if t is not None]
+    if due and min(due) - clock.now() <= timedelta(minutes=2):
+        return min(due)
+    return None
 
 
 async def after_incident_change(request: Request, session: SessionDep, ref: str) -> Response:
@@ -227,10 +235,13 @@ async def change_status(
     session: SessionDep,
     user: CurrentUser,
     ref: str,
-    status: Text = "",
+    new_status: Annotated[str, Form(alias="status", max_length=100_000)] = "",
     reason: OptionalText = "",
+    public_update: Annotated[str | None, Form(max_length=100_000)] = None,
 ) -> Response:
-    await service.change_status(session, actor=user, ref=ref, status=status, reason=reason)
+    await status.change_status(
+        session, actor=user, ref=ref, status=new_status, reason=reason, public_update=public_update
+    )
     return await after_incident_change(request, session, ref)
 
 

@@ -36,6 +36,7 @@ class SeverityIn(Strict):
 class StatusIn(Strict):
     status: str
     reason: str | None = None
+    public_update: str | None = None  # posted in the same step; resolving a public incident needs it
 
 
 class RoleIn(Strict):

@@ -29,6 +29,7 @@ from app.incidents.models import (
     TimelineEntry,
     TimelineRevision,
 )
+from app.status import publication
 
 ROLE_LABELS = {
     "incident_commander": "Incident Commander",
@@ -398,6 +399,7 @@ async def declare_incident(
             return existing
     now = clock.now()
     sev = policy.severity(key)
+    published = publication.published_at_declaration(actor)
     incident = Incident(
         ref=await _next_ref(session, now),
         title=title,
@@ -411,6 +413,9 @@ async def declare_incident(
         ack_due_at=timers.ack_deadline(sev, now),
         mitigation_due_at=timers.mitigation_deadline(sev, now),
         update_due_at=timers.update_deadline(sev, now),
+        published_at=now if published else None,
+        published_by_id=actor.id if published else None,
+        public_update_due_at=timers.update_deadline(sev, now) if published else None,
         client_key=client_key or None,
     )
     session.add(incident)
@@ -468,6 +473,8 @@ async def change_severity(
         incident.mitigation_due_at = timers.mitigation_deadline(sev, now)
     if incident.resolved_at is None:
         incident.update_due_at = timers.update_deadline(sev, now)
+        if incident.published_at is not None:  # the public promise restarts too
+            incident.public_update_due_at = incident.update_due_at
     direction = "Raised" if key < previous else "Lowered"
     record_entry(
         session, incident, actor, "severity", f"{direction} severity {previous} → {key}: {reason}", at=now
@@ -481,8 +488,9 @@ async def change_status(
 ) -> Incident:
     """Move the incident along triage → investigating → identified → monitoring → resolved.
 
-    Only the assigned Incident Commander may resolve. Entering monitoring or resolved marks the
-    incident mitigated; falling back to investigating or reopening clears that.
+    Only the assigned Incident Commander may resolve, and one on the status page only with its
+    closing public update (app.status.service.change_status posts both). Entering monitoring or
+    resolved marks the incident mitigated; falling back to investigating or reopening clears that.
     """
     require_responder(actor)
     reason = clean_text(reason, field="reason", label="Reason", max_len=MAX_REASON, required=False)
@@ -493,9 +501,18 @@ async def change_status(
 
 
 async def apply_status(
-    session: AsyncSession, *, incident: Incident, actor: User, status: str, reason: str
+    session: AsyncSession,
+    *,
+    incident: Incident,
+    actor: User,
+    status: str,
+    reason: str,
+    closing_update: bool = False,
 ) -> None:
-    """The rules of a status move, applied to a locked incident without committing."""
+    """The rules of a status move, applied to a locked incident without committing.
+
+    Resolving an incident that is on the status page needs its closing public update in the same
+    transaction (`closing_update`: the caller posts it), so the page never ends on a promise."""
     if status not in STATUSES:
         raise InvalidInput(f"Unknown status {status!r}: choose one of {', '.join(STATUSES)}.", field="status")
     ref = incident.ref
@@ -521,6 +538,12 @@ async def apply_status(
                 if commander_id is None or actor.role == "admin"
                 else "Only the Incident Commander can resolve this incident."
             )
+        if not closing_update and await publication.on_status_page(session, incident=incident):
+            raise InvalidInput(
+                f"{ref} is on the status page, so resolving it takes its closing public update "
+                "(public_update) in the same step.",
+                field="public_update",
+            )
     now = clock.now()
     policy = get_policy().severity(incident.severity)
     incident.status = status
@@ -534,6 +557,8 @@ async def apply_status(
             incident.resolved_at = None
             incident.mitigation_due_at = timers.mitigation_deadline(policy, now)
             incident.update_due_at = timers.update_deadline(policy, now)
+            if incident.published_at is not None:
+                incident.public_update_due_at = incident.update_due_at
     verb = "Reopened" if current == "resolved" else "Status"
     text = f"{verb}: {STATUS_LABELS[current]} → {STATUS_LABELS[status]}"
     record_entry(session, incident, actor, "status", f"{text}. {reason}" if reason else f"{text}.", at=now)

@@ -1,20 +1,23 @@
-"""Status JSON (the shape of Statuspage's public summary.json) and the comms API."""
+"""Status JSON (ours, and Statuspage's public API at its own paths) and the comms API."""
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
-from app.incidents.schemas import Strict
+from app.incidents.schemas import PersonOut, Strict
 from app.status import service
-from app.status.cache import SUMMARY, Cached, cached_response, rendered
+from app.status.cache import SUMMARY, V2_PATHS, Cached, cached_response, rendered
 from app.status.routes import check_access, current_snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["status"])
+statuspage = APIRouter(prefix="/api/v2", tags=["statuspage"])
 
 
 class UpdateIn(Strict):
@@ -27,6 +30,22 @@ class ImpactIn(Strict):
     impact: str
 
 
+class PublicationOut(BaseModel):
+    published_at: datetime | None
+    published_by: PersonOut | None
+    on_status_page: bool
+    next_update_by: datetime | None
+
+    @classmethod
+    def of(cls, publication: service.Publication) -> "PublicationOut":
+        return cls(
+            published_at=publication.published_at,
+            published_by=PersonOut.of(publication.published_by),
+            on_status_page=publication.on_status_page,
+            next_update_by=publication.next_update_by,
+        )
+
+
 class UpdateOut(BaseModel):
     id: int
     body: str
@@ -36,28 +55,80 @@ class UpdateOut(BaseModel):
     posted_at: datetime
 
 
-def _summary(snapshot: service.StatusSnapshot) -> dict:
-    base_url = service.public_base()
-    page_id = service.public_id("page")
+# Statuspage's overall phrases, by indicator: what its consumers match on.
+STATUSPAGE_DESCRIPTIONS = {
+    "none": "All Systems Operational",
+    "minor": "Minor Service Outage",
+    "major": "Partial System Outage",
+    "critical": "Major Service Outage",
+}
 
-    def component(c: service.ComponentStatus) -> dict:
+
+class Statuspage:
+    """The documents of Statuspage's public API (api/v2), from one snapshot."""
+
+    def __init__(self, snapshot: service.StatusSnapshot) -> None:
+        self.snapshot = snapshot
+        self.page_id = service.public_id("page")
+        self.base_url = service.public_base()
+        self.group_ids = {name: service.public_id("group:" + name) for name in snapshot.groups if name}
+
+    def page(self) -> dict:
+        s = self.snapshot
+        return {
+            "id": self.page_id,
+            "name": s.name,
+            "url": f"{self.base_url}status",
+            "time_zone": "Etc/UTC",
+            "updated_at": s.updated_at.isoformat(),
+        }
+
+    def status(self) -> dict:
+        indicator = self.snapshot.indicator
+        return {"indicator": indicator, "description": STATUSPAGE_DESCRIPTIONS[indicator]}
+
+    def _component(self, c: service.ComponentStatus, position: int) -> dict:
         return {
             "id": service.public_id("component:" + c.component.key),
             "name": c.component.name,
             "status": "operational" if c.status == "none" else c.status,
-            "created_at": None,
-            "updated_at": snapshot.updated_at.isoformat(),
-            "position": c.component.position,
+            "created_at": self.snapshot.components_since.isoformat(),
+            "updated_at": self.snapshot.updated_at.isoformat(),
+            "position": position,
             "description": c.component.description or None,
             "showcase": True,
             "start_date": None,
-            "group_id": None,
-            "page_id": page_id,
+            "group_id": self.group_ids.get(c.component.group),
+            "page_id": self.page_id,
             "group": False,
             "only_show_if_degraded": False,
         }
 
-    def incident(i: service.PublicIncident) -> dict:
+    def components(self) -> list[dict]:
+        """Every component; a group is a component of its own (`group: true`) listing its
+        members, each of which names it in `group_id`."""
+        found: list[dict] = []
+        for position, (name, members) in enumerate(self.snapshot.groups.items(), start=1):
+            if not name:
+                found += [self._component(c, position) for c in members]
+                continue
+            worst = max((c.status for c in members), key=service.IMPACT_RANK.__getitem__)
+            listed = [self._component(c, n) for n, c in enumerate(members, start=1)]
+            group = self._component(service.ComponentStatus(members[0].component, worst), position)
+            group |= {
+                "id": self.group_ids[name],
+                "name": name,
+                "description": None,
+                "showcase": False,
+                "group_id": None,
+                "group": True,
+                "components": [c["id"] for c in listed],
+            }
+            found += [group, *listed]
+        return found
+
+    def incident(self, i: service.PublicIncident) -> dict:
+        positions = {c.key: n for n, c in enumerate((c for c, _ in i.components), start=1)}
         return {
             "id": i.id,
             "name": i.title,
@@ -67,9 +138,9 @@ def _summary(snapshot: service.StatusSnapshot) -> dict:
             "monitoring_at": i.monitoring_at.isoformat() if i.monitoring_at else None,
             "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
             "impact": i.impact,
-            "shortlink": f"{base_url}status#incident-{i.id}",
+            "shortlink": f"{self.base_url}status#incident-{i.id}",
             "started_at": i.started_at.isoformat(),
-            "page_id": page_id,
+            "page_id": self.page_id,
             "incident_updates": [
                 {
                     "id": u.id,
@@ -92,37 +163,110 @@ def _summary(snapshot: service.StatusSnapshot) -> dict:
                 }
                 for u in i.updates
             ],
-            "components": [component(service.ComponentStatus(c, impact)) for c, impact in i.components],
+            "components": [
+                self._component(service.ComponentStatus(c, impact), positions[c.key])
+                for c, impact in i.components
+            ],
         }
 
-    return {
-        "page": {
-            "id": page_id,
-            "name": snapshot.name,
-            "url": f"{base_url}status",
-            "time_zone": "Etc/UTC",
-            "updated_at": snapshot.updated_at.isoformat(),
-        },
-        "status": {"indicator": snapshot.indicator, "description": snapshot.sentence},
-        "components": [component(c) for c in snapshot.components],
-        "incidents": [incident(i) for i in snapshot.active],
-        "scheduled_maintenances": [],
-    }
+    def summary(self) -> dict:
+        return {
+            "page": self.page(),
+            "components": self.components(),
+            "incidents": [self.incident(i) for i in self.snapshot.active],
+            "scheduled_maintenances": [],
+            "status": self.status(),
+        }
+
+
+def _v1_summary(snapshot: service.StatusSnapshot) -> dict:
+    """Our own status JSON: Statuspage's summary, with the page's sentence as the description
+    and each incident's public promise (`next_update_by`)."""
+    document = Statuspage(snapshot).summary()
+    document["status"]["description"] = snapshot.sentence
+    for found, incident in zip(document["incidents"], snapshot.active, strict=True):
+        found["next_update_by"] = incident.next_update_by.isoformat() if incident.next_update_by else None
+    return document
+
+
+async def _json_copy(
+    request: Request,
+    session: AsyncSession,
+    principal: object,
+    key: str,
+    document: Callable[[service.StatusSnapshot], dict],
+) -> Response:
+    """A status JSON document, served from its rendered copy."""
+    private = check_access(principal)
+
+    async def build() -> Cached:
+        snapshot = await current_snapshot(request, session)
+        body = json.dumps(document(snapshot), separators=(",", ":")).encode()
+        return rendered(body, "application/json", snapshot.modified_at)
+
+    item = await request.app.state.status_cache.get_or_build(key, build)
+    return cached_response(request, item, private=private)
 
 
 @router.head("/status", include_in_schema=False)  # uptime checkers often send HEAD
 @router.get("/status")
 async def status_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
-    """The public status in the shape of Statuspage's summary.json (no login unless configured)."""
-    private = check_access(principal)
+    """The public status in the shape of Statuspage's summary.json (no login unless configured),
+    with the page's own sentence as `status.description`."""
+    return await _json_copy(request, session, principal, SUMMARY, _v1_summary)
 
-    async def build() -> Cached:
-        snapshot = await current_snapshot(request, session)
-        body = json.dumps(_summary(snapshot), separators=(",", ":")).encode()
-        return rendered(body, "application/json", snapshot.updated_at)
 
-    item = await request.app.state.status_cache.get_or_build(SUMMARY, build)
-    return cached_response(request, item, private=private)
+@statuspage.head("/summary.json", include_in_schema=False)
+@statuspage.get("/summary.json")
+async def statuspage_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
+    """Statuspage's summary.json: page, components (groups included), unresolved incidents, status."""
+    return await _json_copy(
+        request, session, principal, V2_PATHS["/api/v2/summary.json"], lambda s: Statuspage(s).summary()
+    )
+
+
+@statuspage.head("/status.json", include_in_schema=False)
+@statuspage.get("/status.json")
+async def statuspage_status(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
+    """Statuspage's status.json: the page and its overall indicator."""
+    return await _json_copy(
+        request,
+        session,
+        principal,
+        V2_PATHS["/api/v2/status.json"],
+        lambda s: {"page": Statuspage(s).page(), "status": Statuspage(s).status()},
+    )
+
+
+@statuspage.head("/components.json", include_in_schema=False)
+@statuspage.get("/components.json")
+async def statuspage_components(
+    request: Request, session: SessionDep, principal: OptionalPrincipal
+) -> Response:
+    """Statuspage's components.json: every component and group."""
+    return await _json_copy(
+        request,
+        session,
+        principal,
+        V2_PATHS["/api/v2/components.json"],
+        lambda s: {"page": Statuspage(s).page(), "components": Statuspage(s).components()},
+    )
+
+
+@statuspage.head("/incidents/unresolved.json", include_in_schema=False)
+@statuspage.get("/incidents/unresolved.json")
+async def statuspage_unresolved(
+    request: Request, session: SessionDep, principal: OptionalPrincipal
+) -> Response:
+    """Statuspage's incidents/unresolved.json: the incidents not yet resolved, newest updates first."""
+
+    def document(snapshot: service.StatusSnapshot) -> dict:
+        page = Statuspage(snapshot)
+        return {"page": page.page(), "incidents": [page.incident(i) for i in snapshot.active]}
+
+    return await _json_copy(
+        request, session, principal, V2_PATHS["/api/v2/incidents/unresolved.json"], document
+    )
 
 
 @router.post("/incidents/{ref}/updates", status_code=201, response_model=UpdateOut)
@@ -164,3 +308,23 @@ async def set_impact(
     """Set how the incident affects a status-page component (`none` clears it)."""
     await service.set_impact(session, actor=user, ref=ref, component=component, impact=body.impact)
     return Response(status_code=204)
+
+
+@router.get("/incidents/{ref}/publication", response_model=PublicationOut)
+async def get_publication(ref: str, session: SessionDep, user: CurrentUser) -> PublicationOut:
+    """Whether the incident is on the status page, since when, by whom, and its public promise."""
+    return PublicationOut.of(await service.publication_of(session, ref=ref))
+
+
+@router.post("/incidents/{ref}/publish", response_model=PublicationOut)
+async def publish(ref: str, session: SessionDep, user: CurrentUser) -> PublicationOut:
+    """Put the incident on the status page (any responder; 409 if it already is)."""
+    await service.publish_incident(session, actor=user, ref=ref)
+    return PublicationOut.of(await service.publication_of(session, ref=ref))
+
+
+@router.post("/incidents/{ref}/unpublish", response_model=PublicationOut)
+async def unpublish(ref: str, session: SessionDep, user: CurrentUser) -> PublicationOut:
+    """Take the incident off the status page, history and feed included (409 if it is not on it)."""
+    await service.unpublish_incident(session, actor=user, ref=ref)
+    return PublicationOut.of(await service.publication_of(session, ref=ref))

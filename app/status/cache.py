@@ -6,9 +6,10 @@ depends on the date); see app/live/cache.py.
 """
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from fastapi import Request
@@ -20,8 +21,16 @@ from app.status.config import get_status_config
 from app.web import wants_fragment
 
 MAX_AGE_SECONDS = 60  # the page also depends on the date
-# The cache keys of the three public copies, and of the snapshot they are rendered from.
+# The cache keys of the public copies, and of the snapshot they are rendered from.
 PAGE, PAGE_FRAGMENT, FEED, SUMMARY, SNAPSHOT = "html", "html:fragment", "atom", "json", "snapshot"
+# Statuspage's public API, at the paths its consumers build from a page's address.
+V2_PATHS = {
+    "/api/v2/summary.json": "v2:summary",
+    "/api/v2/status.json": "v2:status",
+    "/api/v2/components.json": "v2:components",
+    "/api/v2/incidents/unresolved.json": "v2:unresolved",
+}
+ENTITY_TAG = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
 
 
 @dataclass(frozen=True)
@@ -30,19 +39,22 @@ class Cached:
     media_type: str
     etag: str
     last_modified: str
+    modified_at: datetime  # Last-Modified as a time: whole seconds, as HTTP dates have them
 
 
 # The copies (Cached) and, under SNAPSHOT, the StatusSnapshot they are rendered from.
 RenderedCache = ChangeCache[Any]
 
 
-def rendered(body: bytes, media_type: str, updated_at: datetime) -> Cached:
+def rendered(body: bytes, media_type: str, modified_at: datetime) -> Cached:
     """A copy with the validators that let clients and proxies reuse it."""
+    modified_at = modified_at.astimezone(UTC).replace(microsecond=0)
     return Cached(
         body=body,
         media_type=media_type,
         etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
-        last_modified=format_datetime(updated_at.astimezone(UTC), usegmt=True),
+        last_modified=format_datetime(modified_at, usegmt=True),
+        modified_at=modified_at,
     )
 
 
@@ -50,15 +62,50 @@ def page_key(request: Request) -> str:
     return PAGE_FRAGMENT if wants_fragment(request) else PAGE
 
 
+def _entity_tags(value: str) -> list[str] | None:
+    """The opaque tags of an If-None-Match list (weak or strong), or None when it is malformed."""
+    tags, position = [], 0
+    while position < len(value):
+        found = ENTITY_TAG.match(value, position)
+        if found is None or found.end() == position:
+            return None
+        tags.append(found.group(1))
+        position = found.end()
+    return tags
+
+
+def not_modified(request: Request, item: Cached) -> bool:
+    """RFC 9110 section 13.2.2: If-None-Match first, compared weakly (a proxy that compresses the
+    copy sends `W/"..."` back), a list or `*`; If-Modified-Since only when If-None-Match is absent,
+    and ignored when it is not one valid HTTP date."""
+    if_none_match = request.headers.getlist("if-none-match")
+    if if_none_match:
+        value = ",".join(if_none_match)
+        if value.strip() == "*":
+            return True
+        tags = _entity_tags(value)
+        return tags is not None and item.etag in tags
+    if_modified_since = request.headers.getlist("if-modified-since")
+    if len(if_modified_since) != 1:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since[0])
+    except (TypeError, ValueError):
+        return False
+    if since.tzinfo is None:  # an HTTP date is GMT; an obsolete form may not say so
+        since = since.replace(tzinfo=UTC)
+    return item.modified_at <= since
+
+
 def cached_response(request: Request, item: Cached, *, private: bool) -> Response:
-    """The copy, or 304 when the client already has it."""
+    """The copy, or 304 when the client already has it (its ETag, or nothing newer than its date)."""
     headers = {
         "ETag": item.etag,
         "Last-Modified": item.last_modified,
         "Cache-Control": ("private" if private else "public") + ", max-age=10",
         "Vary": "HX-Request",
     }
-    if request.headers.get("If-None-Match") == item.etag:
+    if not_modified(request, item):
         return Response(status_code=304, headers=headers)
     return Response(item.body, media_type=item.media_type, headers=headers)
 
@@ -67,6 +114,7 @@ COPY_KEYS = {
     "/status": page_key,
     "/status/feed.atom": lambda _request: FEED,
     "/api/v1/status": lambda _request: SUMMARY,
+    **{path: lambda _request, key=key: key for path, key in V2_PATHS.items()},
 }
 
 

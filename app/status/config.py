@@ -3,6 +3,7 @@
 [status]
 name = "Example status"
 require_login = false
+publish = "auto"        # or "manual": nothing is public until a responder publishes it
 
 [[status.components]]
 key = "checkout"
@@ -29,10 +30,16 @@ class Component:
     position: int
 
 
+PUBLISH_MODES = ("auto", "manual")
+
+
 @dataclass(frozen=True)
 class StatusConfig:
     name: str
     require_login: bool
+    # "auto": an incident a person declares is public from its declaration; "manual": only once
+    # a responder publishes it. An incident an alert opened waits for a person either way.
+    publish: str
     components: tuple[Component, ...]
 
     def component(self, key: str) -> Component | None:
@@ -81,9 +88,13 @@ def load_status_config(path: Path) -> StatusConfig:
         components = tuple(found)
     else:
         raise ConfigError(f"{path}: [[status.components]] must be a list of tables")
+    publish = data.get("publish", "auto")
+    if publish not in PUBLISH_MODES:
+        raise ConfigError(f'{path}: [status] publish must be "auto" or "manual", not {publish!r}')
     return StatusConfig(
         name=str(data.get("name", "Service status")),
         require_login=bool(data.get("require_login", False)),
+        publish=publish,
         components=components,
     )
 

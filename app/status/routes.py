@@ -50,7 +50,7 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
             body = "".join(template.blocks["live"](template.new_context(context)))
         else:
             body = template.render(context)
-        return rendered(body.encode(), "text/html; charset=utf-8", snapshot.updated_at)
+        return rendered(body.encode(), "text/html; charset=utf-8", snapshot.modified_at)
 
     item = await request.app.state.status_cache.get_or_build(key, build)
     return cached_response(request, item, private=private)
@@ -89,7 +89,7 @@ async def status_feed(request: Request, session: SessionDep, principal: Optional
 
     async def build() -> Cached:
         snapshot = await current_snapshot(request, session)
-        return rendered(_atom(snapshot), "application/atom+xml", snapshot.updated_at)
+        return rendered(_atom(snapshot), "application/atom+xml", snapshot.modified_at)
 
     item = await request.app.state.status_cache.get_or_build(FEED, build)
     return cached_response(request, item, private=private)
@@ -108,6 +108,18 @@ async def post_update(
     await service.post_update(
         session, actor=user, ref=ref, body=body, public=audience == "public", status=status or None
     )
+    return await after_incident_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/publish")
+async def publish(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
+    await service.publish_incident(session, actor=user, ref=ref)
+    return await after_incident_change(request, session, ref)
+
+
+@router.post("/incidents/{ref}/unpublish")
+async def unpublish(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
+    await service.unpublish_incident(session, actor=user, ref=ref)
     return await after_incident_change(request, session, ref)
 
 

@@ -1,7 +1,8 @@
 """Stakeholder communication: updates, impact per component, and the public status snapshot.
 
 Nothing internal leaves through the snapshot: no internal titles, timeline, roles, people,
-action runs or internal updates. An incident is public only while it affects a component.
+action runs or internal updates. An incident is public only while it is published (a person's
+decision) and affects a component (app/status/publication.py).
 """
 
 import hashlib
@@ -9,27 +10,22 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only, selectinload
 
 from app import clock
 from app.auth.models import User
 from app.config import get_policy, get_settings
-from app.errors import InvalidInput, NotFound, NotPermitted
+from app.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from app.incidents import service as incidents
 from app.incidents import timers
-from app.incidents.models import Incident, RoleAssignment
-from app.status.config import Component, StatusConfig, get_status_config
+from app.incidents.models import Incident, RoleAssignment, TimelineEntry
+from app.status.config import Component, get_status_config
 from app.status.models import IMPACTS, CommsUpdate, IncidentImpact
+from app.status.publication import effective_impacts, impacts_of, on_status_page
 
 IMPACT_RANK = {impact: rank for rank, impact in enumerate(IMPACTS)}
-SEVERITY_IMPACT = {
-    "SEV1": "major_outage",
-    "SEV2": "partial_outage",
-    "SEV3": "degraded_performance",
-    "SEV4": "none",
-}
 PUBLIC_STATUS = {
     "triage": "investigating",
     "investigating": "investigating",
@@ -59,8 +55,13 @@ PUBLIC_COLUMNS = (
     Incident.declared_at,
     Incident.mitigated_at,
     Incident.resolved_at,
-    Incident.update_due_at,
+    Incident.severity_changed_at,
+    Incident.published_at,
+    Incident.public_update_due_at,
 )
+# Timeline kinds that can change what the status page shows without a public update: a status
+# move, and the status-page settings (impact, public title, publish, take off the page).
+PAGE_CHANGING_KINDS = ("status", "impact")
 HISTORY_DAYS = 14
 UPTIME_DAYS = 90
 
@@ -86,6 +87,19 @@ async def _require_comms_role(session: AsyncSession, incident: Incident, actor: 
         )
 
 
+def update_templates(incident: Incident) -> dict[str, str]:
+    """The shapes a stakeholder update starts from, by the public status it announces."""
+    services = ", ".join(incident.services) or "our service"
+    return {
+        "investigating": (
+            f"We are investigating reports of problems with {services}. Impact: … Next update by …"
+        ),
+        "identified": "We have identified the cause: … We are working on a fix. Impact: … Next update by …",
+        "monitoring": "A fix is in place and we are watching the results. Impact: … Next update by …",
+        "resolved": "This incident is resolved. Cause in brief: … We will publish a review.",
+    }
+
+
 async def post_update(
     session: AsyncSession,
     *,
@@ -94,18 +108,27 @@ async def post_update(
     body: str,
     public: bool,
     status: str | None = None,
+    reason: str | None = None,
 ) -> CommsUpdate:
-    """Post a stakeholder update (public or internal); it resets the update timer and may move
-    the incident's status in the same transaction."""
+    """Post a stakeholder update (public or internal), moving the incident's status in the same
+    transaction if asked. Every update restarts the internal update timer; only a public one
+    moves the "next update by" the status page promises."""
     body = incidents.clean_text(body, field="body", label="The update", max_len=MAX_UPDATE, required=True)
+    reason = incidents.clean_text(
+        reason, field="reason", label="Reason", max_len=incidents.MAX_REASON, required=False
+    )
     incident = await incidents.lock_incident(session, ref)
     await _require_comms_role(session, incident, actor)
     if status and status != incident.status:
-        await incidents.apply_status(session, incident=incident, actor=actor, status=status, reason="")
+        await incidents.apply_status(
+            session, incident=incident, actor=actor, status=status, reason=reason, closing_update=public
+        )
     now = clock.now()
     incident.last_update_at = now
     if incident.resolved_at is None:
         incident.update_due_at = timers.update_deadline(get_policy().severity(incident.severity), now)
+        if public and incident.published_at is not None:
+            incident.public_update_due_at = incident.update_due_at
     update = CommsUpdate(
         incident_id=incident.id,
         body=body,
@@ -119,6 +142,60 @@ async def post_update(
     incidents.record_entry(session, incident, actor, "update", f"{audience} update: {body}", at=now)
     await session.commit()
     return update
+
+
+async def change_status(
+    session: AsyncSession,
+    *,
+    actor: User,
+    ref: str,
+    status: str,
+    reason: str | None = None,
+    public_update: str | None = None,
+) -> None:
+    """Move the incident's status, as the incident page and the API ask for it: with
+    `public_update`, that public update is posted in the same transaction (how an incident on
+    the status page is resolved: with its closing update)."""
+    if public_update is None:
+        await incidents.change_status(session, actor=actor, ref=ref, status=status, reason=reason)
+        return
+    body = incidents.clean_text(
+        public_update, field="public_update", label="The public update", max_len=MAX_UPDATE, required=True
+    )
+    await post_update(session, actor=actor, ref=ref, body=body, public=True, status=status, reason=reason)
+
+
+async def publish_incident(session: AsyncSession, *, actor: User, ref: str) -> None:
+    """Put the incident on the status page (a responder's decision, recorded on the timeline);
+    the page then promises its next update within the severity's cadence."""
+    incidents.require_responder(actor)
+    if actor.is_service:
+        raise NotPermitted("Only a person publishes an incident to the status page.")
+    incident = await incidents.lock_incident(session, ref)
+    if incident.published_at is not None:
+        raise Conflict(f"{ref} is already on the status page.")
+    now = clock.now()
+    incident.published_at, incident.published_by_id = now, actor.id
+    if incident.resolved_at is None:
+        incident.public_update_due_at = timers.update_deadline(get_policy().severity(incident.severity), now)
+    text = "Published to the status page."
+    if not await impacts_of(session, incident=incident):
+        text += " It affects no component, so it does not show."
+    incidents.record_entry(session, incident, actor, "impact", text, at=now)
+    await session.commit()
+
+
+async def unpublish_incident(session: AsyncSession, *, actor: User, ref: str) -> None:
+    """Take the incident off the status page again (a false alarm), its history and feed
+    included; recorded on the timeline. Publishing it later puts it back."""
+    incidents.require_responder(actor)
+    incident = await incidents.lock_incident(session, ref)
+    if incident.published_at is None:
+        raise Conflict(f"{ref} is not on the status page.")
+    now = clock.now()
+    incident.published_at = incident.published_by_id = incident.public_update_due_at = None
+    incidents.record_entry(session, incident, actor, "impact", "Taken off the status page.", at=now)
+    await session.commit()
 
 
 async def set_impact(session: AsyncSession, *, actor: User, ref: str, component: str, impact: str) -> None:
@@ -164,6 +241,30 @@ async def set_public_title(session: AsyncSession, *, actor: User, ref: str, publ
 # ---------------------------------------------------------------- reads
 
 
+@dataclass(frozen=True)
+class Publication:
+    """Whether an incident is public, since when and by whom, and what the page promises."""
+
+    published_at: datetime | None
+    published_by: User | None
+    on_status_page: bool  # published and affecting a component
+    next_update_by: datetime | None  # the public promise; none once resolved
+
+
+async def publication_of(session: AsyncSession, *, ref: str) -> Publication:
+    """The incident's publication, for its page and the API."""
+    incident = await session.scalar(select(Incident).where(Incident.ref == ref))
+    if incident is None:
+        raise NotFound(f"No incident {ref}.")
+    by = await session.get(User, incident.published_by_id) if incident.published_by_id else None
+    return Publication(
+        published_at=incident.published_at,
+        published_by=by,
+        on_status_page=await on_status_page(session, incident=incident),
+        next_update_by=None if incident.resolved_at else incident.public_update_due_at,
+    )
+
+
 async def list_updates(session: AsyncSession, *, ref: str) -> list[CommsUpdate]:
     """Every update of an incident, public and internal, newest first (for responders)."""
     incident_id = await session.scalar(select(Incident.id).where(Incident.ref == ref))
@@ -184,22 +285,6 @@ async def latest_updates(
         .limit(limit)
     )
     return list(rows)
-
-
-async def impacts_of(session: AsyncSession, *, incident: Incident) -> dict[str, str]:
-    """Component → impact for one incident, as the status page will show it (none omitted)."""
-    rows = await session.scalars(select(IncidentImpact).where(IncidentImpact.incident_id == incident.id))
-    explicit = {row.component: row.impact for row in rows}
-    return effective_impacts(incident, explicit, get_status_config())
-
-
-def effective_impacts(incident: Incident, explicit: dict[str, str], config: StatusConfig) -> dict[str, str]:
-    """Component → impact: what a responder set, else what the severity implies for the
-    components whose services the incident names. `none` entries are dropped."""
-    implied = SEVERITY_IMPACT.get(incident.severity, "degraded_performance")
-    impacts = {c.key: implied for c in config.components if set(c.services) & set(incident.services)}
-    impacts.update(explicit)
-    return {key: impact for key, impact in impacts.items() if impact != "none"}
 
 
 @dataclass(frozen=True)
@@ -249,7 +334,13 @@ class StatusSnapshot:
     components: list[ComponentStatus]
     active: list[PublicIncident]
     history: list[PublicIncident]
+    # The latest change stakeholders can see ("last change" on the page).
     updated_at: datetime
+    # What Last-Modified says: also moves at midnight UTC, when the day bars and the history
+    # move on, so a client asking "modified since?" is never told "no" about a changed copy.
+    modified_at: datetime
+    # Components come from icc.toml and have no creation time of their own: the first account's.
+    components_since: datetime
 
     @property
     def groups(self) -> dict[str, list[ComponentStatus]]:
@@ -297,7 +388,10 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
     """Everything the status page, its JSON and its feed show, computed in a few queries."""
     config = get_status_config()
     now = clock.now()
-    window_start = now - timedelta(days=UPTIME_DAYS)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Whole days, so that what the page shows changes with the date only at midnight.
+    window_start = today - timedelta(days=UPTIME_DAYS - 1)
+    history_start = today - timedelta(days=HISTORY_DAYS - 1)
     public_services = sorted({s for c in config.components for s in c.services})
     candidates = list(
         await session.scalars(
@@ -306,7 +400,7 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
             .where(
                 or_(Incident.resolved_at.is_(None), Incident.resolved_at >= window_start),
                 # Only incidents that can be public: they name a component's service, or a
-                # responder set an impact.
+                # responder set an impact. Unpublished ones are read for when they changed.
                 or_(
                     Incident.services.overlap(public_services),
                     Incident.id.in_(select(IncidentImpact.incident_id)),
@@ -317,10 +411,10 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
     ids = [i.id for i in candidates]
     explicit: dict[int, dict[str, str]] = defaultdict(dict)
     updates: dict[int, list[CommsUpdate]] = defaultdict(list)
+    changed: dict[int, list[datetime]] = defaultdict(list)
     if ids:
         for row in await session.scalars(select(IncidentImpact).where(IncidentImpact.incident_id.in_(ids))):
             explicit[row.incident_id][row.component] = row.impact
-        history_start = now - timedelta(days=HISTORY_DAYS)
         for update in await session.scalars(
             select(CommsUpdate)
             .where(
@@ -329,12 +423,30 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
             .order_by(CommsUpdate.posted_at.desc(), CommsUpdate.id.desc())
         ):
             updates[update.incident_id].append(update)
+        published_ids = {i.id for i in candidates if i.published_at is not None}
+        for incident_id, kind, at in await session.execute(
+            select(TimelineEntry.incident_id, TimelineEntry.kind, func.max(TimelineEntry.recorded_at))
+            .where(TimelineEntry.incident_id.in_(ids), TimelineEntry.kind.in_(PAGE_CHANGING_KINDS))
+            .group_by(TimelineEntry.incident_id, TimelineEntry.kind)
+        ):
+            # An unpublished incident changes the page only by its status-page settings (being
+            # taken off it, above all); its other moves are nobody's business outside.
+            if incident_id in published_ids or kind == "impact":
+                changed[incident_id].append(at)
     by_key = {c.key: c for c in config.components}
     worst_now: dict[str, str] = {}
     down_days: dict[str, dict[date, str]] = defaultdict(dict)
     active: list[PublicIncident] = []
     history: list[PublicIncident] = []
     for incident in candidates:
+        if incident.published_at is None:
+            continue
+        changed[incident.id] += [
+            incident.declared_at,
+            incident.severity_changed_at,
+            incident.published_at,
+            *(u.posted_at for u in updates[incident.id]),
+        ]
         impacts = effective_impacts(incident, explicit[incident.id], config)
         affected = [(by_key[k], v) for k, v in impacts.items() if k in by_key]
         if not affected:
@@ -357,11 +469,10 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
             started_at=incident.declared_at,
             resolved_at=incident.resolved_at,
             monitoring_at=incident.mitigated_at,
-            updated_at=max(
-                [incident.declared_at, incident.resolved_at or incident.declared_at]
-                + [u.posted_at for u in updates[incident.id]]
-            ),
-            next_update_by=None if incident.resolved_at else incident.update_due_at,
+            updated_at=max(changed[incident.id]),
+            # The promise made in public; an internal update does not move it, and a resolved
+            # incident promises nothing.
+            next_update_by=None if incident.resolved_at else incident.public_update_due_at,
             updates=[
                 PublicUpdate(public_id(f"{incident.ref}/{u.id}"), u.status, u.body, u.posted_at)
                 for u in updates[incident.id]
@@ -372,7 +483,7 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
             for component, impact in affected:
                 previous = worst_now.get(component.key, "none")
                 worst_now[component.key] = max(previous, impact, key=IMPACT_RANK.__getitem__)
-        elif incident.resolved_at >= now - timedelta(days=HISTORY_DAYS):
+        elif incident.resolved_at >= history_start:
             history.append(public)
     days = [(now - timedelta(days=n)).date() for n in range(UPTIME_DAYS - 1, -1, -1)]
     statuses = [
@@ -387,7 +498,9 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
         )
     )
     history.sort(key=lambda i: i.resolved_at or now, reverse=True)
-    touched = [i.updated_at for i in active + history]
+    touched = [at for moments in changed.values() for at in moments]
+    updated_at = max(touched) if touched else today
+    first_account = await session.scalar(select(func.min(User.created_at)))
     return StatusSnapshot(
         name=config.name,
         sentence=_sentence(statuses, worst),
@@ -396,5 +509,7 @@ async def status_snapshot(session: AsyncSession) -> StatusSnapshot:
         components=statuses,
         active=active,
         history=history,
-        updated_at=max(touched) if touched else now.replace(hour=0, minute=0, second=0, microsecond=0),
+        updated_at=updated_at,
+        modified_at=max(updated_at, today),
+        components_since=first_account or today,
     )
