@@ -430,7 +430,12 @@ def test_nginx_streams_server_sent_events_unbuffered_with_a_long_read_timeout():
 
 
 def test_nginx_micro_caches_the_public_status_view_and_says_so():
-    block = nginx_location(re.escape("~ ^(/status|/status/feed\\.atom|/api/v1/status)$"))
+    block = nginx_location(
+        re.escape(
+            "~ ^(/status|/status/feed\\.atom|/api/v1/status"
+            "|/api/v2/(summary|status|components|incidents/unresolved)\\.json)$"
+        )
+    )
     assert re.search(r"proxy_cache\s+\w+;", block)
     (valid,) = re.findall(r"proxy_cache_valid\s+200\s+(\d+)s;", block)
     assert 5 <= int(valid) <= 10
