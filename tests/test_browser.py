@@ -114,7 +114,9 @@ def test_responder_runs_an_incident_from_the_keyboard(
     page.screenshot(path=browser_output_dir / "incident-page-phone.png", full_page=True)
     page.set_viewport_size(WIDE)
 
-    page.get_by_role("button", name="Resolve", exact=True).click()
+    # Checkout is on the status page: resolving asks for the closing public update.
+    page.locator("summary", has_text="Resolve").click()
+    page.get_by_role("button", name="Resolve and post the update").click()
     expect(head.locator(".stepper [aria-current=step]")).to_have_text("Resolved")
     expect(page.locator("#icc-timeline")).to_contain_text("Status: Triage → Resolved.")
     expect(page.get_by_role("button", name="Reopen")).to_be_visible()
@@ -128,7 +130,7 @@ def test_responder_runs_an_incident_from_the_keyboard(
         ("decision", "Keep payments-api in read-only mode until 10:00"),
         ("note", "Error rate back under 1%"),
     ]
-    assert [e["kind"] for e in items][-2:] == ["severity", "status"]
+    assert [e["kind"] for e in items][-3:] == ["severity", "status", "update"]
 
     page.goto("/incidents")
     expect(page.locator("table.incidents.resolved")).to_contain_text("Checkout returns 502")
