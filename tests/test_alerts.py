@@ -99,8 +99,8 @@ def _empty_alert_tables(request):
     if "database_url" in request.fixturenames:
         with psycopg.connect(_libpq(request.getfixturevalue("database_url")), autocommit=True) as conn:
             conn.execute(
-                "TRUNCATE alerts, alert_dead_letters, alert_rate_windows, alert_signatures_seen"
-                " RESTART IDENTITY"
+                "TRUNCATE alerts, alert_dead_letters, alert_rate_windows, alert_signatures_seen,"
+                " change_events RESTART IDENTITY"
             )
 
 
@@ -786,11 +786,13 @@ async def test_every_corpus_payload_is_accepted_and_normalised_or_rejected_if_in
                 "SELECT status, title FROM alerts WHERE dedup_key = :k",
                 k=response.json()["dedup_key"],
             )
-            assert len(stored) == 1, path.name
             if payload["event_action"] == "trigger":
+                assert len(stored) == 1, path.name
                 assert stored[0][1] == " ".join(payload["payload"]["summary"].split())[:1024]
-            if payload["event_action"] == "resolve":
-                assert stored[0][0] == "resolved"
+            else:
+                # The corpus acknowledges and resolves a key it never triggered: PagerDuty drops
+                # such an event, and so do we (tests/test_pagerduty_events.py triggers it first).
+                assert stored == [], path.name
             continue
         assert response.status_code == 200, (path.name, response.text)
         ids = response.json()["alert_ids"]

@@ -1,5 +1,6 @@
 """The alerts JSON API under /api/v1: the senders' endpoints, history, acknowledgement, links,
-dead letters. Thin: every rule is in the service."""
+dead letters, change events; and PagerDuty's own Events API v2 paths (/v2/enqueue,
+/v2/change/enqueue), which its clients find under a base URL. Thin: every rule is in the service."""
 
 from datetime import datetime
 from typing import Annotated
@@ -14,23 +15,32 @@ from app.alerts.schemas import (
     AlertId,
     AlertOut,
     AlertPage,
+    ChangeEventOut,
+    ChangeEventPage,
     DeadLetterOut,
     DeadLetterPage,
     IngestOut,
     LinkIn,
+    PagerDutyChangeOut,
+    PagerDutyErrorOut,
     PagerDutyOut,
 )
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
 from app.incidents.schemas import RowId
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"])
+api_v1 = APIRouter(prefix="/api/v1", tags=["alerts"])
+events_api = APIRouter(tags=["alerts"])  # PagerDuty's paths, at the product's root
 
 JSON_BODY = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
     }
+}
+PAGERDUTY_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": PagerDutyErrorOut, "description": "Invalid event (the errors name the field)"},
+    429: {"model": PagerDutyErrorOut, "description": "Over the source's rate limit: retry after Retry-After"},
 }
 
 
@@ -72,8 +82,8 @@ def _accepted(result: service.IngestResult | Response) -> IngestOut | Response:
     )
 
 
-@router.post("/alerts/alertmanager", response_model=IngestOut, openapi_extra=JSON_BODY)
-@router.post("/alerts/alertmanager/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/alertmanager", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/alertmanager/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
 async def alertmanager_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> IngestOut | Response:
@@ -81,10 +91,10 @@ async def alertmanager_webhook(
     return _accepted(await _ingest(request, session, config, "alertmanager", source))
 
 
-@router.post("/alerts/grafana", response_model=IngestOut, openapi_extra=JSON_BODY)
-@router.put("/alerts/grafana", response_model=IngestOut, openapi_extra=JSON_BODY)
-@router.post("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
-@router.put("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/grafana", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.put("/alerts/grafana", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.put("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
 async def grafana_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> IngestOut | Response:
@@ -92,22 +102,110 @@ async def grafana_webhook(
     return _accepted(await _ingest(request, session, config, "grafana", source))
 
 
-@router.post("/alerts/pagerduty", status_code=202, response_model=PagerDutyOut, openapi_extra=JSON_BODY)
-@router.post(
+@api_v1.post("/alerts/pagerduty", status_code=202, response_model=PagerDutyOut, openapi_extra=JSON_BODY)
+@api_v1.post(
     "/alerts/pagerduty/{source}", status_code=202, response_model=PagerDutyOut, openapi_extra=JSON_BODY
 )
 async def pagerduty_event(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> PagerDutyOut | Response:
-    """A PagerDuty Events API v2 event; the routing_key is the credential. Answers as PagerDuty."""
+    """A PagerDuty Events API v2 event; the routing_key is the credential. Answers 202 as
+    PagerDuty does; refusals as the rest of this API. PagerDuty's clients use /v2/enqueue."""
     result = await _ingest(request, session, config, "pagerduty", source)
     if isinstance(result, Response):
         return result
     return PagerDutyOut(dedup_key=result.dedup_keys[0])
 
 
-@router.post("/alerts/generic", response_model=IngestOut, openapi_extra=JSON_BODY)
-@router.post("/alerts/generic/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+def _pagerduty_refusal(exc: service.InvalidEvent | service.RateLimited) -> JSONResponse:
+    """A refusal in PagerDuty's words: 400 "invalid event", or 429 with Retry-After."""
+    if isinstance(exc, service.RateLimited):
+        body = PagerDutyErrorOut(status="rate limited", message=exc.message, errors=[exc.message])
+        return JSONResponse(body.model_dump(), status_code=429, headers={"Retry-After": str(exc.retry_after)})
+    body = PagerDutyErrorOut(status="invalid event", message="Event object is invalid", errors=[exc.message])
+    return JSONResponse(body.model_dump(), status_code=400)
+
+
+@events_api.post(
+    "/v2/enqueue",
+    status_code=202,
+    response_model=PagerDutyOut,
+    responses=PAGERDUTY_ERRORS,
+    openapi_extra=JSON_BODY,
+)
+@api_v1.post(
+    "/alerts/pagerduty/{source}/v2/enqueue",
+    status_code=202,
+    response_model=PagerDutyOut,
+    responses=PAGERDUTY_ERRORS,
+    openapi_extra=JSON_BODY,
+)
+async def pagerduty_events_api(
+    request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
+) -> PagerDutyOut | Response:
+    """PagerDuty's Events API v2 (trigger, acknowledge, resolve), for its clients: base URL the
+    product (the source whose routing_keys hold the event's) or /api/v1/alerts/pagerduty/<source>."""
+    try:
+        result = await service.ingest_delivery(
+            session,
+            config=config,
+            kind="pagerduty",
+            source_name=source,
+            headers=request.headers,
+            body=await request.body(),
+            events_api=True,
+        )
+    except (service.InvalidEvent, service.RateLimited) as exc:
+        return _pagerduty_refusal(exc)
+    return PagerDutyOut(dedup_key=result.dedup_keys[0])
+
+
+@events_api.post(
+    "/v2/change/enqueue",
+    status_code=202,
+    response_model=PagerDutyChangeOut,
+    responses=PAGERDUTY_ERRORS,
+    openapi_extra=JSON_BODY,
+)
+@api_v1.post(
+    "/alerts/pagerduty/{source}/v2/change/enqueue",
+    status_code=202,
+    response_model=PagerDutyChangeOut,
+    responses=PAGERDUTY_ERRORS,
+    openapi_extra=JSON_BODY,
+)
+async def pagerduty_change_event(
+    request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
+) -> PagerDutyChangeOut | Response:
+    """A PagerDuty change event (a deploy, a config change): kept and shown on the incidents of
+    its service; it opens nothing."""
+    try:
+        event = await service.ingest_change_event(
+            session, config=config, source_name=source, headers=request.headers, body=await request.body()
+        )
+    except (service.InvalidEvent, service.RateLimited) as exc:
+        return _pagerduty_refusal(exc)
+    return PagerDutyChangeOut(id=str(event.id))
+
+
+@api_v1.get("/change-events", response_model=ChangeEventPage)
+async def list_change_events(
+    session: SessionDep,
+    user: CurrentUser,
+    service_name: Annotated[str | None, Query(alias="service", max_length=64)] = None,
+    since: datetime | None = None,
+    cursor: RowId | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ChangeEventPage:
+    """Change events, the last received first; `since` is on when they happened."""
+    events, next_cursor = await service.list_change_events(
+        session, service=service_name or None, since=since, cursor=cursor, limit=limit
+    )
+    return ChangeEventPage(items=[ChangeEventOut.of(e) for e in events], next_cursor=next_cursor)
+
+
+@api_v1.post("/alerts/generic", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/generic/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
 async def generic_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> IngestOut | Response:
@@ -115,7 +213,7 @@ async def generic_webhook(
     return _accepted(await _ingest(request, session, config, "generic", source))
 
 
-@router.get("/alerts", response_model=AlertPage)
+@api_v1.get("/alerts", response_model=AlertPage)
 async def list_alerts(
     session: SessionDep,
     user: CurrentUser,
@@ -143,41 +241,46 @@ async def list_alerts(
     return AlertPage(items=[AlertOut.of(a) for a in alerts], next_cursor=next_cursor)
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertDetailOut)
+@api_v1.get("/alerts/{alert_id}", response_model=AlertDetailOut)
 async def get_alert(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertDetailOut:
     """One alert with the raw payload it last came with."""
     return AlertDetailOut.of(await service.get_alert(session, alert_id=alert_id))
 
 
-@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+@api_v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
 async def acknowledge(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Acknowledge an alert (who and when are kept); 409 if it already was."""
     return AlertOut.of(await service.acknowledge_alert(session, actor=user, alert_id=alert_id))
 
 
-@router.put("/alerts/{alert_id}/incident", response_model=AlertOut)
+@api_v1.put("/alerts/{alert_id}/incident", response_model=AlertOut)
 async def link(alert_id: AlertId, body: LinkIn, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Put the alert on an incident by hand."""
     return AlertOut.of(await service.link_alert(session, actor=user, alert_id=alert_id, ref=body.incident))
 
 
-@router.delete("/alerts/{alert_id}/incident", response_model=AlertOut)
+@api_v1.delete("/alerts/{alert_id}/incident", response_model=AlertOut)
 async def unlink(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Take the alert off its incident; it stays in the triage queue."""
     return AlertOut.of(await service.unlink_alert(session, actor=user, alert_id=alert_id))
 
 
-@router.get("/alert-dead-letters", response_model=DeadLetterPage)
+@api_v1.get("/alert-dead-letters", response_model=DeadLetterPage)
 async def dead_letters(session: SessionDep, user: CurrentUser) -> DeadLetterPage:
     """Refused deliveries with their reason, masked headers and body (admins)."""
     letters = await service.list_dead_letters(session, actor=user)
     return DeadLetterPage(items=[DeadLetterOut.of(d) for d in letters])
 
 
-@router.post("/alert-dead-letters/{letter_id}/replay", response_model=DeadLetterOut)
+@api_v1.post("/alert-dead-letters/{letter_id}/replay", response_model=DeadLetterOut)
 async def replay(
     letter_id: AlertId, session: SessionDep, user: CurrentUser, config: ConfigDep
 ) -> DeadLetterOut:
     """Ingest a refused delivery again with the current configuration (admins)."""
     letter = await service.replay_dead_letter(session, config=config, actor=user, letter_id=letter_id)
     return DeadLetterOut.of(letter)
+
+
+router = APIRouter()
+router.include_router(api_v1)
+router.include_router(events_api)

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -13,15 +13,25 @@ ROUTE_ACTIONS = ("declare", "attach", "triage")
 
 
 class Alert(Base):
-    """One alert as its sender identifies it, however many times it was delivered.
+    """One alert as its sender identifies it, from firing to resolved, however many times it was
+    delivered.
 
-    (source, dedup_key) is unique: a retry, a repeat notification or a storm of identical
-    deliveries updates this row (`INSERT ... ON CONFLICT DO UPDATE`), never adds one.
+    At most one *firing* row per (source, dedup_key): a retry, a repeat notification or a storm of
+    identical deliveries updates it (`INSERT ... ON CONFLICT DO UPDATE`), never adds one. Once it
+    is resolved it stays as history, and the key firing again opens a new row, as PagerDuty opens
+    a new alert.
     """
 
     __tablename__ = "alerts"
     __table_args__ = (
-        UniqueConstraint("source", "dedup_key"),
+        Index(
+            "uq_alerts_source_dedup_key_firing",
+            "source",
+            "dedup_key",
+            unique=True,
+            postgresql_where=text("status = 'firing'"),
+        ),
+        Index("ix_alerts_source_dedup_key", "source", "dedup_key", "id"),
         CheckConstraint("status IN ('firing', 'resolved')", name="status"),
         CheckConstraint("route_action IN ('declare', 'attach', 'triage')", name="route_action"),
         Index("ix_alerts_last_received_at", "last_received_at", "id"),
@@ -105,3 +115,25 @@ class AlertSignatureSeen(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime]
+
+
+class ChangeEvent(Base):
+    """A PagerDuty change event (a deploy, a config push): nothing is wrong, but responders of an
+    incident on its service want to see it. Kept as it came; never opens or joins an incident."""
+
+    __tablename__ = "change_events"
+    __table_args__ = (
+        Index("ix_change_events_service_occurred_at", "service", "occurred_at"),
+        Index("ix_change_events_occurred_at", "occurred_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))  # the configured source it came through
+    summary: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str | None] = mapped_column(Text)  # payload.source: where the change happened
+    occurred_at: Mapped[datetime]  # payload.timestamp, else when it was received
+    received_at: Mapped[datetime]
+    service: Mapped[str | None] = mapped_column(String(64))
+    custom_details: Mapped[dict[str, object]] = mapped_column(JSONB)
+    links: Mapped[list[dict[str, str]]] = mapped_column(JSONB)
+    raw: Mapped[dict[str, object]] = mapped_column(JSONB)

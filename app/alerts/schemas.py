@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.alerts.models import Alert, AlertDeadLetter
+from app.alerts.models import Alert, AlertDeadLetter, ChangeEvent
 
 MAX_ID = 2**31 - 1
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -102,6 +102,51 @@ class PagerDutyOut(BaseModel):
     status: str = "success"
     message: str = "Event processed"
     dedup_key: str
+
+
+class PagerDutyChangeOut(BaseModel):
+    status: str = "success"
+    message: str = "Change event processed"
+    id: str = Field(description="The change event's id here (pdpyras returns it from submit())")
+
+
+class PagerDutyErrorOut(BaseModel):
+    """PagerDuty's error body: a short status, a message, the details (here: the field and why)."""
+
+    status: str
+    message: str
+    errors: list[str]
+
+
+class ChangeEventOut(BaseModel):
+    id: int
+    source: str
+    summary: str
+    origin: str | None
+    occurred_at: datetime
+    received_at: datetime
+    service: str | None
+    custom_details: dict[str, object]
+    links: list[dict[str, str]]
+
+    @classmethod
+    def of(cls, event: ChangeEvent) -> "ChangeEventOut":
+        return cls(
+            id=event.id,
+            source=event.source,
+            summary=event.summary,
+            origin=event.origin,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            service=event.service,
+            custom_details=event.custom_details,
+            links=event.links,
+        )
+
+
+class ChangeEventPage(BaseModel):
+    items: list[ChangeEventOut]
+    next_cursor: int | None
 
 
 class DeadLetterOut(BaseModel):

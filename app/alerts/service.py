@@ -1,10 +1,12 @@
 """Alert ingestion: every rule about alerts lives here, for the senders, the pages and the API.
 
 A delivery goes: source -> rate limit (a counter row in PostgreSQL) -> credentials -> JSON ->
-the sender's adapter -> one transaction that upserts every alert on (source, dedup_key) and
-writes the timeline entries of alerts already on an incident -> routing of newly firing alerts
+the sender's adapter -> one transaction that writes every alert (a firing one upserted on the
+open row of its (source, dedup_key), a resolve or acknowledgement applied to that open row) and
+the timeline entries of alerts already on an incident -> routing of newly firing alerts
 (declare, attach, or leave for triage). A refused delivery (4xx) is rolled back whole and kept
-as a dead letter, credentials masked, for an admin to inspect and replay.
+as a dead letter, credentials masked, for an admin to inspect and replay. PagerDuty change
+events take the same way in and are kept as they are, shown on the incidents of their service.
 """
 
 import base64
@@ -16,17 +18,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, delete, func, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app import clock
 from app.alerts import adapters
-from app.alerts.adapters import InvalidPayload, NormalisedAlert
+from app.alerts.adapters import InvalidPayload, NormalisedAlert, NormalisedChange
 from app.alerts.config import AlertConfig, Route, Source
-from app.alerts.models import Alert, AlertDeadLetter, AlertRateWindow, AlertSignatureSeen
+from app.alerts.models import Alert, AlertDeadLetter, AlertRateWindow, AlertSignatureSeen, ChangeEvent
 from app.auth import service as accounts
 from app.auth.models import User
 from app.config import get_policy
@@ -44,6 +47,9 @@ MASK = "***"
 SECRET_HEADER = re.compile(r"auth|token|secret|signature|key|cookie|password", re.IGNORECASE)
 MAX_DEAD_LETTER_BODY = 1024 * 1024
 STATUS_LABELS = {"firing": "Firing", "resolved": "Resolved"}
+CHANGE_KIND = "pagerduty-change"  # a dead letter's kind for a refused change event
+RESOLVED_LOCK = 0x1CC0A1  # pg_advisory_xact_lock(RESOLVED_LOCK, incident id): see _record_resolved
+CHANGES_BEFORE = timedelta(hours=1)  # an incident shows the changes of the hour before it, and since
 
 
 class RateLimited(DomainError):
@@ -72,9 +78,18 @@ class Replayed(Conflict):
     code = "replayed"
 
 
+class InvalidEvent(DomainError):
+    """A refusal on PagerDuty's Events API paths, answered as PagerDuty does: 400 "invalid event"
+    (its clients treat every 4xx alike; the message names the field)."""
+
+    status_code = 400
+    code = "invalid_event"
+
+
 @dataclass(frozen=True)
 class IngestResult:
-    """What a delivery did: the alerts it touched (ids in payload order) and their dedup keys."""
+    """What a delivery did: the alerts it touched (ids in payload order; a PagerDuty acknowledge
+    or resolve for no open alert touches none) and the dedup keys of its events."""
 
     source: str
     alert_ids: list[int]
@@ -119,7 +134,7 @@ def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def _masked_body(kind: str, body: bytes) -> str:
     text = body[:MAX_DEAD_LETTER_BODY].decode("utf-8", "replace").replace("\x00", "\ufffd")
-    if kind == "pagerduty":
+    if kind in ("pagerduty", CHANGE_KIND):
         # The routing key is PagerDuty's credential: keep its last four characters only.
         text = re.sub(
             r'("routing_key"\s*:\s*")([^"]*)(")',
@@ -221,6 +236,11 @@ def check_credentials(source: Source, headers: Mapping[str, str]) -> None:
             return
         raise BadCredentials(f"The basic auth user or password is wrong for source {source.name!r}.")
     wanted = "Authorization: Bearer <token>" if source.token else "HTTP basic auth"
+    if scheme.lower() == "basic":
+        raise BadCredentials(
+            f"Source {source.name!r} takes no basic auth (it has no basic_user and "
+            f"basic_password_env): send {wanted}."
+        )
     raise BadCredentials(f"Source {source.name!r} needs {wanted}.")
 
 
@@ -260,17 +280,32 @@ def check_signature(
 
 
 def parse_body(body: bytes) -> object:
-    """The delivery as JSON, or BadJson saying where it breaks."""
+    """The delivery as JSON, or BadJson saying where it breaks. Its depth is checked before the
+    parser recurses, and a number no store keeps is read as adapters.Unstorable (check_storable
+    then names its field)."""
     if not body.strip():
         raise BadJson("The body is empty: send the alert payload as JSON.")
+    if (where := adapters.too_deep_at(body)) is not None:
+        raise BadJson(
+            f"{where}: the body nests objects and arrays deeper than {adapters.MAX_DEPTH} levels.",
+            field=where,
+        )
     try:
-        return json.loads(body)
+        return json.loads(body, **adapters.JSON_NUMBERS)
     except UnicodeDecodeError:
         raise BadJson("The body is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:
         raise BadJson(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from None
+
+
+def _check_routing_key(source: Source, payload: object) -> None:
+    key = payload.get("routing_key") if isinstance(payload, dict) else None
+    if not isinstance(key, str) or not key:
+        raise BadCredentials(f"routing_key: required (an integration key of source {source.name!r}).")
+    if key not in source.routing_keys:
+        raise BadCredentials(f"routing_key is not an integration key of source {source.name!r}.")
 
 
 def normalise(source: Source, payload: object) -> list[NormalisedAlert]:
@@ -281,12 +316,62 @@ def normalise(source: Source, payload: object) -> list[NormalisedAlert]:
     if source.kind == "grafana":
         return adapters.parse_grafana(payload)
     if source.kind == "pagerduty":
-        event = adapters.parse_pagerduty(payload)
-        assert isinstance(payload, dict)
-        if payload.get("routing_key") not in source.routing_keys:
-            raise BadCredentials(f"routing_key is not an integration key of source {source.name!r}.")
-        return [event]
+        _check_routing_key(source, payload)  # its credential, before what it says
+        return [adapters.parse_pagerduty(payload)]
     return adapters.parse_generic(payload, source)
+
+
+def normalise_change(source: Source, payload: object) -> NormalisedChange:
+    """A PagerDuty change event in our shape, or InvalidPayload naming the first problem."""
+    adapters.check_storable(payload)
+    _check_routing_key(source, payload)
+    return adapters.parse_pagerduty_change(payload)
+
+
+async def _accept(
+    session: AsyncSession,
+    *,
+    config: AlertConfig,
+    kind: str,
+    source_name: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> tuple[Source, object, str | None]:
+    """The source, the payload and (generic webhooks) the signature digest of a delivery whose
+    source, rate, credentials and JSON are good."""
+    payload: object = None
+    if kind == "pagerduty" and source_name is None:
+        try:
+            payload = parse_body(body)
+        except BadJson:
+            payload = None
+    source = find_source(config, kind=kind, name=source_name, payload=payload)
+    await check_rate_limit(session, source=source, now=now)
+    digest = None
+    if kind in ("alertmanager", "grafana"):
+        check_credentials(source, headers)
+    elif kind == "generic":
+        digest = check_signature(source, headers, body, now=now, tolerance=config.signature_tolerance)
+    return source, parse_body(body), digest
+
+
+async def _refused(
+    session: AsyncSession,
+    exc: DomainError,
+    *,
+    source: str,
+    kind: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    events_api: bool,
+) -> DomainError:
+    """Roll the delivery back and keep it as a dead letter; the error to answer with."""
+    if events_api:
+        exc = InvalidEvent(exc.message, field=exc.field)
+    await session.rollback()
+    await _dead_letter(session, source=source, kind=kind, exc=exc, headers=headers, body=body)
+    return exc
 
 
 async def ingest_delivery(
@@ -297,37 +382,69 @@ async def ingest_delivery(
     source_name: str | None,
     headers: Mapping[str, str],
     body: bytes,
+    events_api: bool = False,
 ) -> IngestResult:
     """Accept one delivery from a monitoring system, or refuse it with a 4xx and keep it as a
-    dead letter (a 429 is not kept: the sender retries it)."""
+    dead letter (a 429 is not kept: the sender retries it). `events_api`: it came to PagerDuty's
+    own paths, so a refusal is InvalidEvent."""
     now = clock.now()
     try:
-        payload: object = None
-        if kind == "pagerduty" and source_name is None:
-            try:
-                payload = parse_body(body)
-            except BadJson:
-                payload = None
-        source = find_source(config, kind=kind, name=source_name, payload=payload)
-        await check_rate_limit(session, source=source, now=now)
-        digest = None
-        if kind in ("alertmanager", "grafana"):
-            check_credentials(source, headers)
-        elif kind == "generic":
-            digest = check_signature(source, headers, body, now=now, tolerance=config.signature_tolerance)
-        payload = parse_body(body)
+        source, payload, digest = await _accept(
+            session, config=config, kind=kind, source_name=source_name, headers=headers, body=body, now=now
+        )
         found = normalise(source, payload)
         if digest is not None:
             await _mark_signature_seen(session, digest=digest, now=now, tolerance=config.signature_tolerance)
     except RateLimited:
         raise
     except DomainError as exc:
-        await session.rollback()
-        await _dead_letter(
-            session, source=source_name or kind, kind=kind, exc=exc, headers=headers, body=body
-        )
-        raise
+        raise await _refused(
+            session,
+            exc,
+            source=source_name or kind,
+            kind=kind,
+            headers=headers,
+            body=body,
+            events_api=events_api,
+        ) from None
     return await store_alerts(session, config=config, source=source, alerts=found, now=now)
+
+
+async def ingest_change_event(
+    session: AsyncSession,
+    *,
+    config: AlertConfig,
+    source_name: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> ChangeEvent:
+    """Accept one PagerDuty change event (its routing_key names its source), or refuse it as
+    ingest_delivery does on PagerDuty's paths, the only ones change events come to."""
+    now = clock.now()
+    try:
+        source, payload, _ = await _accept(
+            session,
+            config=config,
+            kind="pagerduty",
+            source_name=source_name,
+            headers=headers,
+            body=body,
+            now=now,
+        )
+        change = normalise_change(source, payload)
+    except RateLimited:
+        raise
+    except DomainError as exc:
+        raise await _refused(
+            session,
+            exc,
+            source=source_name or "pagerduty",
+            kind=CHANGE_KIND,
+            headers=headers,
+            body=body,
+            events_api=True,
+        ) from None
+    return await store_change_event(session, config=config, source=source, change=change, now=now)
 
 
 async def _mark_signature_seen(
@@ -370,15 +487,51 @@ async def _dead_letter(
 # ---------------------------------------------------------------- storing and routing
 
 
-async def _upsert(
+# What a delivery with details (not a bare PagerDuty acknowledge or resolve) sets on its alert.
+DETAILS = (
+    "fingerprint",
+    "group_key",
+    "title",
+    "severity",
+    "service",
+    "labels",
+    "annotations",
+    "links",
+    "raw",
+    "incident_severity",
+)
+RETURNED = (Alert.id, Alert.previous_status, Alert.status, Alert.incident_id, Alert.route_action)
+
+
+def _returned(row: Row[Any], *, inserted: bool) -> _Upserted:
+    return _Upserted(
+        alert_id=row.id,
+        inserted=inserted,
+        previous_status=None if inserted else row.previous_status,
+        status=row.status,
+        incident_id=row.incident_id,
+        route_action=row.route_action,
+    )
+
+
+async def _update(
+    session: AsyncSession, where: ColumnElement[bool], changes: dict[str, object]
+) -> _Upserted | None:
+    row = (await session.execute(update(Alert).where(where).values(**changes).returning(*RETURNED))).first()
+    return None if row is None else _returned(row, inserted=False)
+
+
+async def _write_alert(
     session: AsyncSession, *, config: AlertConfig, source: Source, alert: NormalisedAlert, now: datetime
-) -> _Upserted:
+) -> _Upserted | None:
+    """Write one alert of a delivery. Firing: upsert the open row of its (source, dedup_key), or
+    open a new one, which stays on the open incident of the key's previous row. A resolve or a
+    PagerDuty acknowledge applies to the open row; None when there is none for PagerDuty, which
+    drops such an event, while another sender's resolve is kept on the key's last row."""
     route = route_for(config, source.name, _route_labels(alert))
     service = None
     if route is not None:
         service = route.service or adapters.service_name(alert.labels.get(route.service_label))
-    resolved_at = (alert.ends_at or now) if alert.status == "resolved" else None
-    acknowledged = now if alert.event == "acknowledge" else None
     values = {
         "source": source.name,
         "kind": source.kind,
@@ -397,71 +550,68 @@ async def _upsert(
         "ends_at": alert.ends_at,
         "first_received_at": now,
         "last_received_at": now,
-        "resolved_at": resolved_at,
+        "resolved_at": (alert.ends_at or now) if alert.status == "resolved" else None,
         "delivery_count": 1,
         "route_action": route.action if route else "triage",
         "incident_severity": _incident_severity(config, route, alert.severity),
-        "acknowledged_at": acknowledged,
-        "acknowledged_by_sender": acknowledged is not None,
     }
-    statement = insert(Alert).values(**values)
-    new = statement.excluded
-    refired = and_(Alert.status == "resolved", new.status == "firing")
-    set_: dict[str, object] = {
+    changes: dict[str, object] = {
         "previous_status": Alert.status,
-        "status": new.status,
-        "ends_at": new.ends_at,
-        "last_received_at": new.last_received_at,
+        "last_received_at": now,
         "delivery_count": Alert.delivery_count + 1,
-        "resolved_at": case(
-            (new.status == "resolved", func.coalesce(Alert.resolved_at, new.resolved_at)), else_=None
-        ),
-        "acknowledged_at": case(
-            (refired, new.acknowledged_at), else_=func.coalesce(Alert.acknowledged_at, new.acknowledged_at)
-        ),
-        "acknowledged_by_id": case((refired, None), else_=Alert.acknowledged_by_id),
-        "acknowledged_by_sender": case(
-            (refired, new.acknowledged_by_sender),
-            else_=Alert.acknowledged_by_sender | new.acknowledged_by_sender,
-        ),
     }
-    has_details = alert.event in (None, "trigger") or bool(alert.raw.get("payload"))
-    if alert.event == "acknowledge":
-        set_["status"] = Alert.status  # PagerDuty's acknowledge changes who knows, not whether it fires
-        set_["ends_at"] = Alert.ends_at
-        set_["resolved_at"] = Alert.resolved_at
-    if has_details:
-        for name in ("fingerprint", "group_key", "title", "severity", "service", "labels", "annotations",
-                     "links", "raw", "route_action", "incident_severity"):  # fmt: skip
-            set_[name] = getattr(new, name)
-        set_["starts_at"] = func.coalesce(new.starts_at, Alert.starts_at)
-    if "route_action" in set_:
+    if alert.event in (None, "trigger") or alert.raw.get("payload"):
+        changes.update({name: values[name] for name in DETAILS})
+        changes["starts_at"] = func.coalesce(alert.starts_at, Alert.starts_at)
         # A person's unlink keeps an alert in triage: a repeat delivery must not route it again.
-        set_["route_action"] = case(
-            (Alert.unlinked_at.is_not(None), Alert.route_action), else_=new.route_action
+        changes["route_action"] = case(
+            (Alert.unlinked_at.is_not(None), Alert.route_action), else_=values["route_action"]
         )
-    row = (
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[Alert.source, Alert.dedup_key], set_=set_
-            ).returning(
-                Alert.id,
-                Alert.previous_status,
-                Alert.status,
-                Alert.incident_id,
-                Alert.route_action,
-                literal_column("(xmax = 0)").label("inserted"),
+    key = and_(Alert.source == source.name, Alert.dedup_key == alert.dedup_key)
+    if alert.event == "acknowledge":
+        # PagerDuty's acknowledge changes who knows, not whether it fires.
+        changes["acknowledged_at"] = func.coalesce(Alert.acknowledged_at, now)
+        changes["acknowledged_by_sender"] = case(
+            (Alert.acknowledged_at.is_(None), True), else_=Alert.acknowledged_by_sender
+        )
+        return await _update(session, and_(key, Alert.status == "firing"), changes)
+    if alert.status == "firing":
+        last_incident = select(Alert.incident_id).where(key).order_by(Alert.id.desc()).limit(1)
+        still_open = select(Incident.id).where(
+            Incident.id == last_incident.scalar_subquery(), Incident.resolved_at.is_(None)
+        )
+        statement = (
+            insert(Alert)
+            .values(**values, incident_id=still_open.scalar_subquery())
+            .on_conflict_do_update(
+                index_elements=[Alert.source, Alert.dedup_key],
+                index_where=text("status = 'firing'"),  # the partial unique index, literally
+                set_=changes,
             )
+            .returning(*RETURNED, literal_column("(xmax = 0)").label("inserted"))
         )
-    ).one()
-    return _Upserted(
-        alert_id=row.id,
-        inserted=bool(row.inserted),
-        previous_status=None if row.inserted else row.previous_status,
-        status=row.status,
-        incident_id=row.incident_id,
-        route_action=row.route_action,
+        row = (await session.execute(statement)).one()
+        return _returned(row, inserted=bool(row.inserted))
+    resolve = {
+        **changes,
+        "status": "resolved",
+        "ends_at": alert.ends_at,
+        "resolved_at": values["resolved_at"],
+    }
+    done = await _update(session, and_(key, Alert.status == "firing"), resolve)
+    if done is not None or alert.event == "resolve":
+        return done
+    # A resolve with no firing row: a repeat, or an alert never seen firing. One delivery at a time
+    # per key from here, so two identical ones keep one row.
+    await session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{source.name}\x1f{alert.dedup_key}", 0)))
     )
+    last = select(func.max(Alert.id)).where(key).scalar_subquery()
+    repeat = {**changes, "ends_at": func.coalesce(alert.ends_at, Alert.ends_at)}
+    if done := await _update(session, and_(Alert.id == last, Alert.status == "resolved"), repeat):
+        return done
+    row = (await session.execute(insert(Alert).values(**values).returning(*RETURNED))).one()
+    return _returned(row, inserted=True)
 
 
 async def store_alerts(
@@ -472,7 +622,7 @@ async def store_alerts(
     alerts: list[NormalisedAlert],
     now: datetime,
 ) -> IngestResult:
-    """Upsert the alerts (one row per source and dedup key) and route the newly firing ones."""
+    """Write the alerts (one open row per source and dedup key) and route the newly firing ones."""
     by_key: dict[str, NormalisedAlert] = {}
     for alert in alerts:
         by_key[alert.dedup_key] = alert  # the same alert twice in one delivery: the last one wins
@@ -480,23 +630,23 @@ async def store_alerts(
     results: dict[str, _Upserted] = {}
     # Sorted, so two deliveries touching the same alerts lock their rows in the same order.
     for key in sorted(by_key):
-        results[key] = await _upsert(session, config=config, source=source, alert=by_key[key], now=now)
+        done = await _write_alert(session, config=config, source=source, alert=by_key[key], now=now)
+        if done is not None:
+            results[key] = done
     to_route = []
-    for key in sorted(by_key):
-        done = results[key]
-        changed = done.previous_status is not None and done.previous_status != done.status
+    resolved_on: dict[int, list[int]] = {}
+    for key, done in results.items():
         if done.incident_id is not None:
-            incident = await session.get(Incident, done.incident_id)
-            assert incident is not None
-            if changed and done.status == "resolved":
-                await _record_resolved(session, incident=incident, bot=bot, alert_id=done.alert_id, now=now)
-            elif changed and done.status == "firing":
-                if incident.resolved_at is None:
-                    _record(session, incident, bot, by_key[key], done.alert_id, "Firing again", source, now)
-                else:
-                    to_route.append(key)
+            if done.previous_status == "firing" and done.status == "resolved":
+                resolved_on.setdefault(done.incident_id, []).append(done.alert_id)
+            elif done.inserted and done.status == "firing":  # the key fired again on an open incident
+                incident = await session.get(Incident, done.incident_id)
+                assert incident is not None
+                _record(session, incident, bot, by_key[key], done.alert_id, "Firing again", source, now)
         elif done.status == "firing" and done.route_action != "triage":
             to_route.append(key)
+    for incident_id, alert_ids in resolved_on.items():
+        await _record_resolved(session, incident_id=incident_id, bot=bot, alert_ids=alert_ids, now=now)
     if any(done.incident_id is None for done in results.values()):
         # An alert on no incident writes no timeline entry, so nothing else announces it: wake
         # the /events subscribers (the alert history) on commit. '0' is EVERYTHING's key in the
@@ -513,7 +663,7 @@ async def store_alerts(
             refs.append(ref)
     return IngestResult(
         source=source.name,
-        alert_ids=[results[a.dedup_key].alert_id for a in alerts],
+        alert_ids=[results[a.dedup_key].alert_id for a in alerts if a.dedup_key in results],
         dedup_keys=[a.dedup_key for a in alerts],
         incidents=refs,
     )
@@ -541,27 +691,37 @@ def _record(
 
 
 async def _record_resolved(
-    session: AsyncSession, *, incident: Incident, bot: User, alert_id: int, now: datetime
+    session: AsyncSession, *, incident_id: int, bot: User, alert_ids: list[int], now: datetime
 ) -> None:
-    alert = await session.get(Alert, alert_id)
-    assert alert is not None
-    await session.refresh(alert)
+    """One entry per resolved alert; the last one also says, once, that every alert of an
+    alert-declared incident is now resolved. Deliveries resolving alerts of one incident count
+    its firing ones one at a time (a transaction lock), so the last resolve is seen as such once."""
+    await session.execute(select(func.pg_advisory_xact_lock(RESOLVED_LOCK, incident_id)))
+    incident = await session.get(Incident, incident_id, populate_existing=True)
+    assert incident is not None
+    resolved = (
+        await session.execute(
+            select(Alert.id, Alert.title, Alert.source).where(Alert.id.in_(alert_ids)).order_by(Alert.id)
+        )
+    ).all()
     firing = await session.scalar(
         select(func.count())
         .select_from(Alert)
         .where(Alert.incident_id == incident.id, Alert.status == "firing")
     )
-    tail = ""
-    if not firing and incident.resolved_at is None and incident.declared_by_id == bot.id:
-        tail = " Every alert of this incident is resolved: the IC decides whether to resolve it."
-    incidents.record_entry(
-        session,
-        incident,
-        bot,
-        "alert",
-        f"Resolved: {_md(alert.title)} ({alert.source}, [alert {alert_id}](/alerts/{alert_id})).{tail}",
-        at=now,
-    )
+    all_done = not firing and incident.resolved_at is None and incident.declared_by_id == bot.id
+    for n, (alert_id, title, source) in enumerate(resolved, start=1):
+        tail = ""
+        if all_done and n == len(resolved):
+            tail = " Every alert of this incident is resolved: the IC decides whether to resolve it."
+        incidents.record_entry(
+            session,
+            incident,
+            bot,
+            "alert",
+            f"Resolved: {_md(title)} ({source}, [alert {alert_id}](/alerts/{alert_id})).{tail}",
+            at=now,
+        )
 
 
 async def _open_incident_for(
@@ -627,7 +787,7 @@ async def _route_alert(
         if row.route_action != "declare":
             await session.commit()
             return None
-        incident = await _declare_for(session, source=source, row=row, bot=bot)
+        incident = await _declare_for(session, source=source, row=row, title=alert.group_title, bot=bot)
         bot = await alert_bot(session)  # loaded again: a lost race in declare_incident rolled back
         opened = incident.declared_by_id == bot.id
     claimed = await session.scalar(
@@ -649,7 +809,10 @@ async def _route_alert(
     return ref
 
 
-async def _declare_for(session: AsyncSession, *, source: Source, row: Alert, bot: User) -> Incident:
+async def _declare_for(
+    session: AsyncSession, *, source: Source, row: Alert, title: str | None, bot: User
+) -> Incident:
+    """Declare the incident of an alert's group, called as the group is (else as the alert)."""
     group = row.group_key or row.dedup_key
     last = await session.scalar(
         select(func.max(Incident.id))
@@ -667,7 +830,8 @@ async def _declare_for(session: AsyncSession, *, source: Source, row: Alert, bot
     )
     severity = row.incident_severity or "SEV3"
     service = row.service
-    title = row.title if len(row.title) <= incidents.MAX_TITLE else row.title[: incidents.MAX_TITLE - 1] + "…"
+    title = title or row.title
+    title = title if len(title) <= incidents.MAX_TITLE else title[: incidents.MAX_TITLE - 1] + "…"
     summary = f"Declared by alert {row.id} from {source.name}: {row.title}"[: incidents.MAX_SUMMARY]
     incident = await incidents.declare_incident(
         session,
@@ -686,6 +850,85 @@ async def _declare_for(session: AsyncSession, *, source: Source, row: Alert, bot
             services=[service] if service else None, client_key=fresh_key,
         )  # fmt: skip
     return incident
+
+
+# ---------------------------------------------------------------- change events
+
+
+def change_service(config: AlertConfig, source: Source, labels: dict[str, str]) -> str | None:
+    """A change event's service, found as an alert's: the first routing rule that matches its
+    labels (its custom details and `source`) names it, or names the label that holds it."""
+    route = route_for(config, source.name, labels)
+    if route is None:
+        return None
+    return route.service or adapters.service_name(labels.get(route.service_label))
+
+
+async def store_change_event(
+    session: AsyncSession, *, config: AlertConfig, source: Source, change: NormalisedChange, now: datetime
+) -> ChangeEvent:
+    """Keep a change event as it came. It opens and joins nothing: incidents of its service show it."""
+    event = ChangeEvent(
+        source=source.name,
+        summary=change.summary,
+        origin=change.origin,
+        occurred_at=change.occurred_at or now,
+        received_at=now,
+        service=change_service(config, source, change.labels),
+        custom_details=change.custom_details,
+        links=change.links,
+        raw=change.raw,
+    )
+    session.add(event)
+    await session.commit()
+    return event
+
+
+async def list_change_events(
+    session: AsyncSession,
+    *,
+    service: str | None = None,
+    since: datetime | None = None,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> tuple[list[ChangeEvent], int | None]:
+    """Change events, the last received first; `since` is on when they happened; `cursor` is the
+    last id seen."""
+    query = select(ChangeEvent)
+    if service:
+        query = query.where(ChangeEvent.service == service.strip().lower())
+    if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInput(
+                "since: give a time with an offset, such as 2026-11-23T14:00:00Z.", field="since"
+            )
+        query = query.where(ChangeEvent.occurred_at >= since)
+    if cursor is not None:
+        query = query.where(ChangeEvent.id < cursor)
+    found = list(await session.scalars(query.order_by(ChangeEvent.id.desc()).limit(limit + 1)))
+    next_cursor = found[limit - 1].id if len(found) > limit else None
+    return found[:limit], next_cursor
+
+
+async def changes_for_incident(
+    session: AsyncSession, *, incident: Incident, limit: int = 10
+) -> list[ChangeEvent]:
+    """The changes on the incident's services from the hour before it was declared until now,
+    the latest first: what a responder reviews first ("what changed?")."""
+    if not incident.services:
+        return []
+    return list(
+        await session.scalars(
+            select(ChangeEvent)
+            .where(
+                ChangeEvent.service.in_(incident.services),
+                ChangeEvent.occurred_at >= incident.declared_at - CHANGES_BEFORE,
+                ChangeEvent.occurred_at <= clock.now(),
+            )
+            .order_by(ChangeEvent.occurred_at.desc(), ChangeEvent.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 # ---------------------------------------------------------------- reads
@@ -921,18 +1164,25 @@ async def replay_dead_letter(
     kind, source_name, body = letter.kind, letter.source, letter.body.encode()
     await session.commit()
     try:
-        if kind not in ("alertmanager", "grafana", "pagerduty", "generic"):
+        if kind not in ("alertmanager", "grafana", "pagerduty", "generic", CHANGE_KIND):
             raise UnknownSource(f"Unknown alert kind {kind!r}.")
         payload = parse_body(body)
+        source_kind = "pagerduty" if kind == CHANGE_KIND else kind
         source = find_source(
-            config, kind=kind, name=source_name if source_name != kind else None, payload=payload
+            config,
+            kind=source_kind,
+            name=source_name if source_name != source_kind else None,
+            payload=payload,
         )
         adapters.check_storable(payload)
-        if source.kind == "pagerduty":
-            found = [adapters.parse_pagerduty(payload)]
+        if kind == CHANGE_KIND:
+            change = adapters.parse_pagerduty_change(payload)
+            await store_change_event(session, config=config, source=source, change=change, now=clock.now())
+            stored = 1
         else:
-            found = normalise(source, payload)
-        result = await store_alerts(session, config=config, source=source, alerts=found, now=clock.now())
+            found = [adapters.parse_pagerduty(payload)] if kind == "pagerduty" else normalise(source, payload)
+            result = await store_alerts(session, config=config, source=source, alerts=found, now=clock.now())
+            stored = len(result.alert_ids)
     except DomainError as exc:
         await session.rollback()
         await session.execute(
@@ -947,7 +1197,7 @@ async def replay_dead_letter(
             replayed_at=clock.now(),
             replayed_by_id=actor.id,
             replay_error=None,
-            replay_alert_count=len(result.alert_ids),
+            replay_alert_count=stored,
         )
     )
     await session.commit()
@@ -964,6 +1214,7 @@ async def replay_dead_letter(
 # ---------------------------------------------------------------- sources (admins)
 
 SOURCE_MASK = "••••••••"  # what the sources page shows instead of any credential
+METHODS = {"grafana": "POST or PUT", "pagerduty": "base URL (POST /v2/enqueue, /v2/change/enqueue)"}
 
 
 @dataclass(frozen=True)
@@ -972,7 +1223,7 @@ class SourceOverview:
 
     name: str
     kind: str
-    path: str  # the endpoint, under the product's own URL
+    path: str  # the endpoint (PagerDuty: its clients' base URL), under the product's own URL
     methods: str
     credential: str  # its type, the secret masked
     rate_limit: str
@@ -981,6 +1232,12 @@ class SourceOverview:
     alerts_total: int
     alerts_24h: int
     dead_letters_24h: int
+
+
+def events_api_base(source_name: str) -> str:
+    """The base URL (under the product's own) that a PagerDuty client is given for a source: the
+    client adds /v2/enqueue or /v2/change/enqueue. The default source's is the product itself."""
+    return "" if source_name == "pagerduty" else f"/api/v1/alerts/pagerduty/{source_name}"
 
 
 def _credential(source: Source) -> str:
@@ -1037,12 +1294,14 @@ async def describe_sources(
     for name, source in sorted(config.sources.items()):
         last, total, recent = stored.get(name, (None, 0, 0))
         path = f"/api/v1/alerts/{source.kind}" + ("" if name == source.kind else f"/{name}")
+        if source.kind == "pagerduty":
+            path = events_api_base(name)
         found.append(
             SourceOverview(
                 name=name,
                 kind=source.kind,
                 path=path,
-                methods="POST or PUT" if source.kind == "grafana" else "POST",
+                methods=METHODS.get(source.kind, "POST"),
                 credential=_credential(source),
                 rate_limit=f"{source.rate_limit}/{'s' if source.rate_window == 1 else 'm'}",
                 routes=[_route_summary(r) for r in config.routes if not r.sources or name in r.sources],

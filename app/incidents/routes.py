@@ -80,6 +80,7 @@ async def _incident_page(
         ),
         "run_labels": actions.STATE_LABELS,
         "linked": await alerts.alerts_of_incident(session, incident=detail.incident),
+        "changes": await alerts.changes_for_incident(session, incident=detail.incident),
         "runbook": await runbooks.get_runbook(session, key=open_key) if open_key and not blocks else None,
         "d": detail,
         "i": detail.incident,
