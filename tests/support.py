@@ -1,8 +1,9 @@
 """Support for the tests that run the application in real processes and drive it in Chromium.
 
 Servers: `uvicorn_server()` runs `python -m uvicorn app.main:create_app --factory` on a free port
-of 127.0.0.1 against a database, with extra environment, waits for /healthz and yields the base
-URL; its output goes to a log file that is shown when it fails to start. The pieces (`free_port`,
+of 127.0.0.1 against a database, with extra environment (and, given a `Tls`, over HTTPS), waits
+for /healthz and yields the base URL; its output goes to a log file that is shown when it fails to
+start. The pieces (`free_port`,
 `uvicorn_command`, `server_env`, `wait_until_healthy`, `stop`) serve processes a test manages
 itself, such as the replicas of tests/test_live_processes.py.
 
@@ -17,11 +18,13 @@ the fixtures here by naming them: `browser = support.browser`, `live_server = su
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -90,6 +93,7 @@ def wait_until_healthy(
     name: str = "uvicorn",
     log: Callable[[], str] = lambda: "",
     timeout: float = 20.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Until `base_url`/healthz answers 200; fails with the log if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -97,7 +101,7 @@ def wait_until_healthy(
         if process.poll() is not None:
             pytest.fail(f"{name} exited with {process.returncode}:\n{log()}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1, trust_env=False).status_code == 200:
+            if httpx.get(f"{base_url}/healthz", timeout=1, trust_env=False, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -118,21 +122,42 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A server certificate for 127.0.0.1 and the CA that signed it (trustme makes them in a test)."""
+
+    certfile: Path
+    keyfile: Path
+    ca_file: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
 @contextmanager
-def uvicorn_server(database_url: str, log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """The application served by uvicorn in its own process; yields its base URL."""
+def uvicorn_server(
+    database_url: str, log_path: Path, env: Mapping[str, str] | None = None, *, tls: Tls | None = None
+) -> Iterator[str]:
+    """The application served by uvicorn in its own process (over HTTPS given `tls`); yields its
+    base URL."""
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    certificate = ["--ssl-certfile", str(tls.certfile), "--ssl-keyfile", str(tls.keyfile)] if tls else []
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            uvicorn_command(port),
+            uvicorn_command(port, *certificate),
             cwd=REPO,
             env=server_env(database_url, env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_until_healthy(base_url, process, log=lambda: log_path.read_text(errors="replace"))
+            wait_until_healthy(
+                base_url,
+                process,
+                log=lambda: log_path.read_text(errors="replace"),
+                verify=tls.client_context() if tls else True,
+            )
             yield base_url
         finally:
             stop(process)
