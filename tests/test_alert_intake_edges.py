@@ -156,6 +156,16 @@ async def test_a_wide_body_that_is_not_deep_is_accepted(sender, session):
     assert await rows(session, "SELECT count(*) FROM alerts") == [(150,)]
 
 
+@pytest.mark.parametrize("name", ["%00x", "%ED%A0%80"])
+async def test_a_source_name_no_store_keeps_is_a_404_and_a_dead_letter(sender, session, name):
+    response = await sender.post(
+        f"{API}/alerts/alertmanager/{name}", json=am_payload(am_alert()), headers=am_headers()
+    )
+
+    assert response.status_code == 404 and response.json()["code"] == "unknown_source"
+    assert await rows(session, "SELECT count(*) FROM alert_dead_letters") == [(1,)]
+
+
 # ---------------------------------------------------------------- Alertmanager groups
 
 

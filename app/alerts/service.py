@@ -176,7 +176,8 @@ def find_source(config: AlertConfig, *, kind: str, name: str | None, payload: ob
     source = config.source(name or kind)
     if source is None or source.kind != kind:
         names = ", ".join(s.name for s in config.sources.values() if s.kind == kind) or "none"
-        raise UnknownSource(f"No {kind} alert source named {name or kind!r} (configured: {names}).")
+        shown = adapters.printable(name or kind)[:64]
+        raise UnknownSource(f"No {kind} alert source named {shown!r} (configured: {names}).")
     return source
 
 
@@ -473,7 +474,7 @@ async def _dead_letter(
     session.add(
         AlertDeadLetter(
             received_at=clock.now(),
-            source=source[:64],
+            source=adapters.printable(source)[:64],  # a source name from the URL: any text
             kind=kind[:16],
             status_code=exc.status_code,
             reason=exc.message,
