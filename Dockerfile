@@ -3,7 +3,7 @@
 # The production image: `icc serve` against an external PostgreSQL (ICC_DATABASE_URL).
 # docker-compose.yml runs it as `icc migrate`, then as two server replicas and `icc worker`.
 
-# --- Browser libraries: htmx from npm, pinned by static/package-lock.json ------------------
+# --- Browser libraries: htmx, mermaid and Swagger UI from npm, pinned by static/package-lock.json
 FROM node:20-slim AS static
 WORKDIR /build
 COPY static/package.json static/package-lock.json static/

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.actions import api as actions_api
@@ -33,11 +34,12 @@ from app.live.notify import CHANNEL
 from app.observability import RequestMetrics, observe_request
 from app.observability import router as observability_router
 from app.runbooks import routes as runbooks_routes
+from app.security import security_headers, with_security_headers
 from app.status import api as status_api
 from app.status import routes as status_routes
 from app.status.cache import MAX_AGE_SECONDS, send_public_copy
 from app.status.config import get_status_config
-from app.web import EXCEPTION_HANDLERS, error_response
+from app.web import EXCEPTION_HANDLERS, error_response, render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY_BYTES = 1024 * 1024
@@ -92,12 +94,14 @@ class BodySizeLimit:
 
 
 class CommandCenter(FastAPI):
-    """The application. Its first step, before any middleware or routing, answers the public
-    status paths from their rendered copy (app/status/cache.py): during an outage that crowd is
-    most of the traffic, and the framework's per-request work would be most of its cost."""
+    """The application. Its first step adds the security headers to whatever is sent
+    (app/security.py); the next, before any middleware or routing, answers the public status
+    paths from their rendered copy (app/status/cache.py): during an outage that crowd is most of
+    the traffic, and the framework's per-request work would be most of its cost."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            send = with_security_headers(send, self.state.security_headers, path=scope["path"])
             started = time.perf_counter()
             status = await send_public_copy(self.state.status_cache, scope, receive, send)
             if status is not None:  # timed to the end of the answer: headers and body are one copy
@@ -144,11 +148,12 @@ def create_app(database_url: str | None = None) -> FastAPI:
         title="Incident command center",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served below from the pinned Swagger UI in /static, under the site's CSP
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.security_headers = security_headers(secure_cookies=settings.secure_cookies)
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.catalog = get_catalog()  # a broken [actions] table stops start-up here
@@ -179,6 +184,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(alerts_api.router)
     app.include_router(alerts_routes.router)
     app.include_router(observability_router)  # /readyz and /metrics
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> Response:
+        return render(request, "api_docs.html", {"openapi_url": app.openapi_url})
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

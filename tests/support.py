@@ -214,6 +214,17 @@ def sign_in(page: Page, user: User) -> None:
     expect(page.locator(".whoami")).to_contain_text(user.name)
 
 
+def wait_until(page: Page, expression: str, *, timeout: float = 5_000) -> None:
+    """Until `expression` (JavaScript: an expression, or a function of no argument) is truthy in
+    the page. Playwright's wait_for_function evaluates its predicate with eval() inside the page,
+    which the product's Content-Security-Policy forbids; page.evaluate is not subject to it."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def timeline_of(page: Page, base_url: str, ref: str) -> list[dict]:
     """The incident's timeline from the JSON API, read with the browser's session cookie."""
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}

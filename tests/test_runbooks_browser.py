@@ -27,7 +27,7 @@ from app.incidents import service as incidents
 from app.runbooks.render import split_front_matter
 from app.runbooks.service import _key_for
 from tests import support
-from tests.support import PHONE, REPO, WIDE, open_page, sign_in, timeline_of
+from tests.support import PHONE, REPO, WIDE, open_page, sign_in, timeline_of, wait_until
 
 browser = support.browser  # Chromium for one test; ask for it last (see tests/support.py)
 
@@ -223,8 +223,8 @@ MODAL_IS_OPEN = "document.getElementById('icc-modal').open"
 
 def wait_for_diagrams(page: Page, timeout: float = 20_000) -> None:
     """Until every mermaid block became a figure or shows its error."""
-    page.wait_for_function(
-        "document.querySelectorAll('pre.mermaid:not([data-done=error])').length === 0", timeout=timeout
+    wait_until(
+        page, "document.querySelectorAll('pre.mermaid:not([data-done=error])').length === 0", timeout=timeout
     )
 
 
@@ -252,7 +252,7 @@ def heading_placement(page: Page, slug: str) -> dict:
 
 def open_suggested(page: Page, key: str) -> None:
     page.locator("ul.suggested a", has_text=key).click()
-    page.wait_for_function(MODAL_IS_MODAL)
+    wait_until(page, MODAL_IS_MODAL)
     expect(page.locator("#icc-modal .sheet")).to_have_attribute("data-runbook", key)
 
 
@@ -277,7 +277,7 @@ def test_runbook_opens_as_a_modal_beside_the_incident(
     suggested.click()
 
     dialog = page.locator("#icc-modal")
-    page.wait_for_function(MODAL_IS_MODAL)
+    wait_until(page, MODAL_IS_MODAL)
     expect(dialog).to_be_visible()
     expect(dialog.locator(".sheet-title")).to_have_text(CHECKOUT_TITLE)
     timers = dialog.locator(".sheet-incident [data-timer]")
@@ -298,24 +298,25 @@ def test_runbook_opens_as_a_modal_beside_the_incident(
     assert box is not None
     page.mouse.move(box["x"] + box["width"] / 2, 500)
     page.mouse.wheel(0, 900)
-    page.wait_for_function("document.getElementById('icc-modal').scrollTop > 0")
+    wait_until(page, "document.getElementById('icc-modal').scrollTop > 0")
     assert page.evaluate("window.scrollY") == window_scroll
 
     # A contents link moves the reader to its heading, inside the modal.
     dialog.locator(".toc a", has_text="Verify recovery").click()
-    page.wait_for_function(
+    wait_until(
+        page,
         """() => {
             const h = document.getElementById('verify-recovery').getBoundingClientRect();
             const d = document.getElementById('icc-modal').getBoundingClientRect();
             return h.top >= d.top && h.bottom <= d.bottom;
-        }"""
+        }""",
     )
     placement = heading_placement(page, "verify-recovery")
     assert placement["inside"] and placement["uncovered"], placement
     assert page.evaluate("window.scrollY") == window_scroll
 
     page.keyboard.press("Escape")
-    page.wait_for_function(f"!{MODAL_IS_OPEN}")
+    wait_until(page, f"!{MODAL_IS_OPEN}")
     expect(dialog).to_be_hidden()
 
     # Opened again, "Attach" notes on the timeline that the runbook is being followed.
@@ -327,7 +328,7 @@ def test_runbook_opens_as_a_modal_beside_the_incident(
         "href", f"/runbooks/{CHECKOUT_KEY}"
     )
     dialog.get_by_role("button", name="Close runbook (Esc)").click()
-    page.wait_for_function(f"!{MODAL_IS_OPEN}")
+    wait_until(page, f"!{MODAL_IS_OPEN}")
     expect(entry).to_be_visible()
     bodies = [e["body"] for e in timeline_of(page, server, ref)]
     assert f"Following runbook [{CHECKOUT_KEY} {CHECKOUT_TITLE}](/runbooks/{CHECKOUT_KEY})." in bodies
@@ -355,7 +356,7 @@ def test_deep_link_opens_the_modal_at_the_heading(
     sign_in(page, responder)
     page.goto(f"/incidents/{ref}?runbook={CHECKOUT_KEY}#{slug}")
 
-    page.wait_for_function(MODAL_IS_MODAL)
+    wait_until(page, MODAL_IS_MODAL)
     dialog = page.locator("#icc-modal")
     expect(dialog.locator(".sheet-title")).to_have_text(CHECKOUT_TITLE)
     page.wait_for_timeout(300)  # let the reader settle (diagram, fonts) before measuring
@@ -375,7 +376,7 @@ def test_deep_link_opens_the_modal_at_the_heading(
     if countdown.text_content() == before:
         problems.append(f"the timers do not tick: still {before!r} two seconds later")
     page.keyboard.press("Escape")
-    page.wait_for_function(f"!{MODAL_IS_OPEN}")
+    wait_until(page, f"!{MODAL_IS_OPEN}")
     page.wait_for_timeout(200)
     if "runbook=" in page.url:
         problems.append(f"closing kept ?runbook= in the address: {page.url}")

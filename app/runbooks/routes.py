@@ -10,6 +10,7 @@ from app.auth.deps import CurrentUser
 from app.db import SessionDep
 from app.incidents import service as incidents
 from app.runbooks import service
+from app.security import DIAGRAM_RENDERER_HEADERS, RUNBOOK_VIEWER_HEADERS
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -40,6 +41,13 @@ async def library(
     return render(request, "runbooks/library.html", context, blocks=["results"])
 
 
+@router.get("/runbooks/diagram-renderer")
+async def diagram_renderer(request: Request) -> Response:
+    """The sandboxed frame in which mermaid draws the diagrams of the page that embeds it, with
+    the one policy that allows inline styles (see app/security.py)."""
+    return render(request, "runbooks/diagram_renderer.html", headers=DIAGRAM_RENDERER_HEADERS)
+
+
 @router.get("/runbooks/{key}")
 async def view(
     request: Request, session: SessionDep, user: CurrentUser, key: str, incident: str | None = None
@@ -47,4 +55,10 @@ async def view(
     await service.refresh_if_changed(session, directory=runbooks_dir(request))
     runbook = await service.get_runbook(session, key=key)
     detail = await incidents.get_incident_detail(session, ref=incident) if incident else None
-    return render(request, "runbooks/view.html", {"runbook": runbook, "d": detail}, blocks=["sheet"])
+    return render(
+        request,
+        "runbooks/view.html",
+        {"runbook": runbook, "d": detail},
+        blocks=["sheet"],
+        headers=RUNBOOK_VIEWER_HEADERS,
+    )

@@ -62,24 +62,73 @@
     if (list) list.scrollTop = list.scrollHeight;
   }
 
-  // Runbooks: diagrams (mermaid is loaded only when a page has one), copy buttons, and a
-  // table of contents that follows the reader.
-  let mermaidLoading = null;
-  function loadMermaid() {
-    if (!mermaidLoading) {
-      mermaidLoading = new Promise((resolve, reject) => {
-        const script = document.createElement("script");
-        script.src = "/static/vendor/mermaid.min.js";
-        script.onload = () => {
-          const dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
-          window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
-          resolve(window.mermaid);
-        };
-        script.onerror = () => reject(new Error("could not load the diagram library"));
-        document.head.appendChild(script);
+  // Runbooks: diagrams, copy buttons, and a table of contents that follows the reader.
+  // Mermaid draws in a sandboxed frame of its own (static/js/diagram-renderer.js), loaded only
+  // when a page has a diagram: laying a diagram out needs inline styles, which this page's
+  // Content-Security-Policy forbids. The SVG it sends back is put in place with its styles
+  // moved into the CSS object model (constructed style sheets and element.style), which that
+  // policy allows, since no markup is parsed as style.
+  let renderer = null;
+  function diagramRenderer() {
+    if (!renderer) {
+      renderer = new Promise((resolve, reject) => {
+        const frame = document.createElement("iframe");
+        frame.className = "diagram-renderer";
+        frame.title = "Diagram renderer";
+        frame.tabIndex = -1;
+        frame.setAttribute("aria-hidden", "true");
+        frame.setAttribute("sandbox", "allow-scripts");
+        frame.src = "/runbooks/diagram-renderer";
+        const waiting = new Map();
+        const draw = (id, source) =>
+          new Promise((done, failed) => {
+            waiting.set(id, { done, failed });
+            frame.contentWindow.postMessage({ id, source }, "*");
+          });
+        const late = setTimeout(() => reject(new Error("could not load the diagram library")), 15000);
+        window.addEventListener("message", (event) => {
+          if (event.source !== frame.contentWindow || !event.data) return;
+          const answer = event.data;
+          if (answer.ready || answer.failed) {
+            clearTimeout(late);
+            answer.ready ? resolve(draw) : reject(new Error(answer.failed));
+            return;
+          }
+          const asker = waiting.get(answer.id);
+          if (!asker) return;
+          waiting.delete(answer.id);
+          typeof answer.svg === "string" ? asker.done(answer) : asker.failed(new Error(String(answer.error)));
+        });
+        document.body.appendChild(frame);
       });
     }
-    return mermaidLoading;
+    return renderer;
+  }
+
+  // The diagrams' style sheets, by diagram id (mermaid scopes each one to its SVG's id).
+  const diagramSheets = new Map();
+  function diagramElement(id, drawn) {
+    const svg = new DOMParser().parseFromString(drawn.svg, "text/html").body.querySelector("svg");
+    if (!svg) throw new Error("the diagram library drew nothing");
+    document.adoptNode(svg);
+    [svg, ...svg.querySelectorAll("[data-icc-style]")].forEach((el) => {
+      if (!el.hasAttribute("data-icc-style")) return;
+      el.style.cssText = el.getAttribute("data-icc-style");
+      el.removeAttribute("data-icc-style");
+    });
+    diagramSheets.forEach((_, shown) => {
+      if (!document.getElementById(shown)) diagramSheets.delete(shown);
+    });
+    diagramSheets.set(
+      id,
+      drawn.sheets.map((css) => {
+        const sheet = new CSSStyleSheet();
+        sheet.replaceSync(css);
+        return sheet;
+      })
+    );
+    document.adoptedStyleSheets = Array.from(diagramSheets.values()).flat();
+    return svg;
   }
 
   let diagramCount = 0;
@@ -87,20 +136,19 @@
     const blocks = Array.from(root.querySelectorAll("pre.mermaid:not([data-done])"));
     if (!blocks.length) return;
     blocks.forEach((b) => b.setAttribute("data-done", "pending"));
-    let mermaid;
+    let draw;
     try {
-      mermaid = await loadMermaid();
+      draw = await diagramRenderer();
     } catch (err) {
       blocks.forEach((b) => showDiagramError(b, err.message));
       return;
     }
     for (const block of blocks) {
-      const source = block.textContent;
+      const id = "icc-diagram-" + ++diagramCount;
       try {
-        const { svg } = await mermaid.render("icc-diagram-" + ++diagramCount, source);
         const figure = document.createElement("figure");
         figure.className = "diagram";
-        figure.innerHTML = svg;
+        figure.append(diagramElement(id, await draw(id, block.textContent)));
         block.replaceWith(figure);
       } catch (err) {
         showDiagramError(block, (err && err.message) || String(err));
