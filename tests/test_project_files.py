@@ -162,6 +162,19 @@ def test_the_compose_environment_is_accepted_by_the_settings_in_production(monke
         )
 
 
+def test_every_compose_service_states_the_cookie_security_that_production_requires():
+    for service in ("migrate", *APP_REPLICAS, "worker"):
+        value = compose_service(service)["environment"].get("ICC_SECURE_COOKIES")
+        # Plain HTTP on 127.0.0.1:8000 by default; the host may say true behind a TLS proxy.
+        assert value == "${ICC_SECURE_COOKIES:-false}", service
+
+
+def test_the_deployment_guide_sets_secure_cookies_for_the_kubernetes_replicas():
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    (kubernetes,) = re.findall(r"Kubernetes, for the app Deployment:\n\n```yaml\n(.*?)```", guide, re.S)
+    assert '{name: ICC_SECURE_COOKIES, value: "true"}' in kubernetes
+
+
 def test_the_database_url_points_at_the_compose_postgres_service_and_its_credentials():
     postgres = compose_service("postgres")
     expected = postgres["environment"]
@@ -440,7 +453,14 @@ def test_nginx_micro_caches_the_public_status_view_and_says_so():
     (valid,) = re.findall(r"proxy_cache_valid\s+200\s+(\d+)s;", block)
     assert 5 <= int(valid) <= 10
     assert "proxy_ignore_headers" not in block, "the app's Cache-Control decides"
-    assert "$cookie_icc_session" in block, "a signed-in copy is neither served from nor stored in the cache"
+    # A signed-in copy is neither served from nor stored in the cache, whichever the cookie's name.
+    assert "proxy_cache_bypass $icc_signed_in" in block and "proxy_no_cache $icc_signed_in" in block
+    (pattern,) = re.findall(r'map \$http_cookie \$icc_signed_in \{[^}]*"~([^"]+)" 1;', nginx_conf())
+    signed_in = re.compile(pattern)
+    for cookie in ("icc_session=abc", "theme=dark; __Host-icc_session=abc", "__Host-icc_session=abc"):
+        assert signed_in.search(cookie), cookie
+    for cookie in ("", "icc_login_csrf=abc", "not_icc_session=abc"):
+        assert not signed_in.search(cookie), cookie
     assert "X-Cache-Status $upstream_cache_status" in block
 
 
