@@ -31,7 +31,17 @@ class Settings(BaseSettings):
     runbooks_dir: Path = Path("runbooks")
     data_dir: Path = Path(".icc")
     session_days: int = Field(default=7, ge=1, le=90)
+    # Cookies only over HTTPS (with the __Host- prefix), and HSTS. Production must say which:
+    # true behind HTTPS, false only as an informed choice (the compose demo on plain HTTP).
     secure_cookies: bool = False
+    # The sign-in throttle (app/auth/service.py): failed attempts allowed per fixed window, per
+    # account and per client address, counted in PostgreSQL so that every replica agrees.
+    sign_in_window_minutes: int = Field(default=15, ge=1, le=1440)
+    sign_in_failures_per_account: int = Field(default=5, ge=1, le=1000)
+    sign_in_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    # Password hashes computed at once per process (argon2 takes a core for ~0.1 s each); more
+    # sign-ins wait in line, so a flood of them never starves the pages.
+    password_checks_at_once: int = Field(default=1, ge=1, le=32)
     run_scheduler: bool = True
     access_log: bool = True  # a line per request; off behind nginx, whose access log has them all
     # Where stakeholders reach the status page ("https://status.example.com/"): the links of its
@@ -68,6 +78,15 @@ class Settings(BaseSettings):
             raise ValueError("ICC_SECRET_KEY must be set to a secret of your own in production")
         if self.environment == "production" and len(self.secret_key) < 32:
             raise ValueError("ICC_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @model_validator(mode="after")
+    def refuse_unstated_cookie_security(self) -> "Settings":
+        if self.environment == "production" and "secure_cookies" not in self.model_fields_set:
+            raise ValueError(
+                "ICC_SECURE_COOKIES must be set in production: true when the site is served over "
+                "HTTPS, false only to accept sign-ins over plain HTTP"
+            )
         return self
 
 

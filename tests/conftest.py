@@ -33,7 +33,7 @@ PASSWORD = "correct-horse-battery"
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 TABLES = (
     "timeline_revisions, timeline_entries, checklist_items, role_assignments, incidents, "
-    "incident_ref_counters, auth_sessions, api_tokens, users, runbooks"
+    "incident_ref_counters, auth_sessions, api_tokens, users, runbooks, sign_in_failures"
 )
 
 

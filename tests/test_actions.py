@@ -225,7 +225,7 @@ def test_a_broken_actions_table_stops_start_up_with_one_clear_line(actions_table
 
 def test_production_refuses_to_start_without_a_signing_secret(monkeypatch):
     monkeypatch.delenv("ICC_WEBHOOK_SECRET", raising=False)
-    settings = Settings(environment="production", secret_key="k" * 40)
+    settings = Settings(environment="production", secret_key="k" * 40, secure_cookies=True)
     with pytest.raises(ConfigError, match="ICC_WEBHOOK_SECRET must be set"):
         build_catalog({}, settings=settings)
 

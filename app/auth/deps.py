@@ -12,9 +12,18 @@ from app.db import SessionDep
 from app.errors import NotAuthenticated, NotPermitted
 
 SESSION_COOKIE = "icc_session"
+HOST_ONLY_PREFIX = "__Host-"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def cookie_name(request: Request, name: str) -> str:
+    """`name`, or `__Host-name` when cookies are Secure (ICC_SECURE_COOKIES): a browser keeps
+    such a cookie only when this host set it over HTTPS for the whole site, so neither another
+    subdomain nor a plain-HTTP answer can plant one (a session chosen by an attacker, or a login
+    CSRF token they know). Plain-HTTP development keeps the bare name, which HTTP allows."""
+    return HOST_ONLY_PREFIX + name if request.app.state.settings.secure_cookies else name
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ async def _identify(request: Request, session: SessionDep) -> Principal | None:
         if user is None:
             raise NotAuthenticated("The API token is not valid or was revoked.")
         principal = Principal(user=user, csrf_token=None)
-    elif cookie := request.cookies.get(SESSION_COOKIE):
+    elif cookie := request.cookies.get(cookie_name(request, SESSION_COOKIE)):
         found = await service.resolve_session(session, token=cookie)
         if found is not None:
             user, auth_session = found
@@ -66,7 +75,7 @@ async def current_user(request: Request, session: SessionDep) -> User:
     if principal is None:
         raise NotAuthenticated(
             "Sign in first."
-            if not request.cookies.get(SESSION_COOKIE)
+            if not request.cookies.get(cookie_name(request, SESSION_COOKIE))
             else "Your session has ended; sign in again."
         )
     await _check_csrf(request, principal)

@@ -57,3 +57,21 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class SignInFailures(Base):
+    """Sign-ins that did not succeed, per account or client address in one fixed window. An
+    attempt counts from before its password check (and is taken back if it succeeds), counted
+    by an upsert, so every replica counts in the same row. The subject is an HMAC of the email
+    or address, never the text typed at the sign-in form."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        CheckConstraint("scope IN ('account', 'address')", name="scope"),
+        Index("ix_sign_in_failures_window_start", "window_start"),
+    )
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    failures: Mapped[int]

@@ -2,16 +2,16 @@
 
 import hmac
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from app.auth import service
-from app.auth.deps import SESSION_COOKIE, CurrentUser, OptionalPrincipal
+from app.auth.deps import SESSION_COOKIE, CurrentUser, OptionalPrincipal, cookie_name
 from app.db import SessionDep
-from app.errors import NotAuthenticated
+from app.errors import NotAuthenticated, RateLimited
 from app.web import render, see_other
 
 router = APIRouter(include_in_schema=False)
@@ -31,23 +31,53 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _set_cookie(
+    request: Request,
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    samesite: Literal["lax", "strict"],
+    max_age: int | None = None,
+) -> None:
+    """HttpOnly, for the whole site, and over HTTPS only (with the __Host- prefix) when
+    ICC_SECURE_COOKIES is on."""
+    response.set_cookie(
+        cookie_name(request, name),
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite=samesite,
+        secure=request.app.state.settings.secure_cookies,
+    )
+
+
+def _delete_cookie(request: Request, response: Response, name: str) -> None:
+    # A browser ignores the removal of a __Host- cookie that does not repeat its attributes.
+    response.delete_cookie(
+        cookie_name(request, name), path="/", httponly=True, secure=request.app.state.settings.secure_cookies
+    )
+
+
 def _login_page(
-    request: Request, *, next_url: str, email: str = "", error: str | None = None, status_code: int = 200
+    request: Request,
+    *,
+    next_url: str,
+    email: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    token = request.cookies.get(cookie_name(request, LOGIN_CSRF_COOKIE)) or secrets.token_urlsafe(24)
     response = render(
         request,
         "auth/login.html",
         {"next_url": next_url, "email": email, "error": error, "login_csrf": token},
         status_code=status_code,
+        headers=headers,
     )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.app.state.settings.secure_cookies,
-    )
+    _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, samesite="strict")
     return response
 
 
@@ -68,7 +98,7 @@ async def login(
     next: Annotated[str, Form(max_length=2000)] = "/incidents",
 ) -> Response:
     next_url = _safe_next(next)
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    cookie = request.cookies.get(cookie_name(request, LOGIN_CSRF_COOKIE), "")
     if not cookie or not hmac.compare_digest(cookie, login_csrf):
         return _login_page(
             request,
@@ -77,28 +107,37 @@ async def login(
             status_code=403,
             error="This sign-in form expired. Please try again.",
         )
+    settings = request.app.state.settings
     try:
-        user = await service.authenticate(session, email=email, password=password)
+        user = await service.authenticate(
+            session,
+            email=email,
+            password=password,
+            client_address=request.client.host if request.client else None,
+            limits=service.SignInLimits.from_settings(settings),
+        )
+    except RateLimited as exc:
+        return _login_page(
+            request,
+            next_url=next_url,
+            email=email,
+            error=exc.message,
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     except NotAuthenticated as exc:
         return _login_page(request, next_url=next_url, email=email, error=exc.message, status_code=401)
-    settings = request.app.state.settings
     token, _ = await service.start_session(session, user=user, days=settings.session_days)
     response = see_other(next_url)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=settings.session_days * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-    )
-    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    max_age = settings.session_days * 86400
+    _set_cookie(request, response, SESSION_COOKIE, token, samesite="lax", max_age=max_age)
+    _delete_cookie(request, response, LOGIN_CSRF_COOKIE)
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request, session: SessionDep, user: CurrentUser) -> Response:
-    await service.end_session(session, token=request.cookies.get(SESSION_COOKIE, ""))
+    await service.end_session(session, token=request.cookies.get(cookie_name(request, SESSION_COOKIE), ""))
     response = see_other("/login")
-    response.delete_cookie(SESSION_COOKIE)
+    _delete_cookie(request, response, SESSION_COOKIE)
     return response
