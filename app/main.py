@@ -39,7 +39,7 @@ from app.status import api as status_api
 from app.status import routes as status_routes
 from app.status.cache import MAX_AGE_SECONDS, send_public_copy
 from app.status.config import get_status_config
-from app.web import EXCEPTION_HANDLERS, error_response, render
+from app.web import EXCEPTION_HANDLERS, RefuseUndecodableForms, error_response, render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY_BYTES = 1024 * 1024
@@ -165,6 +165,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.streams = live_routes.Streams(sessionmaker)
     for exc_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
+    app.add_middleware(RefuseUndecodableForms)  # inside the size limit: it reads the whole form
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)  # outermost: it times refusals too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

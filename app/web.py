@@ -8,6 +8,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import psycopg
 from fastapi import Request
@@ -17,6 +18,7 @@ from jinja2_fragments.fastapi import Jinja2Blocks
 from markupsafe import Markup
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import DomainError, NotAuthenticated
 from app.markdown import render_markdown
@@ -110,6 +112,57 @@ def error_response(request: Request, status_code: int, message: str, code: str) 
     return render(request, "error.html", {"message": message, "status": status_code}, status_code=status_code)
 
 
+def _undecodable_field(form: bytes) -> str | None:
+    """The first field of a urlencoded form whose name or value is not UTF-8 once percent-decoded."""
+    for pair in form.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        for part in (name, value):
+            try:
+                unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
+    return None
+
+
+class RefuseUndecodableForms:
+    """A urlencoded form with a field that is not UTF-8 is refused (400, naming the field) before
+    anything reads it. Starlette, as the URL standard says, would decode those bytes to U+FFFD,
+    so the text stored would not be what was sent; a lone surrogate (%ED%A0%80) is one of them.
+    Our pages are UTF-8 and browsers send nothing else: only a broken or hostile client meets this."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = dict(scope.get("headers", ())).get(b"content-type", b"").lower()
+        if scope["type"] != "http" or not content_type.startswith(b"application/x-www-form-urlencoded"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if (field := _undecodable_field(body)) is not None:
+            message_text = f"The form field '{_shown(field)}' is not UTF-8 text; nothing was saved."
+            await error_response(Request(scope), 400, message_text, "invalid_input")(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     if isinstance(exc, NotAuthenticated) and not is_api(request):
@@ -125,21 +178,52 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, exc.message, exc.code)
 
 
+def _shown(part: object) -> str:
+    """A location part as text: escaped (a key may be any text, a lone surrogate included) and short."""
+    text = repr(part)[1:-1] if isinstance(part, str) else str(part)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def _field_of(location: tuple) -> str:
+    """The field an error is about ("title", "services.0", "cursor"), or "body" for the whole body."""
+    kind, *path = location or ("request",)
+    return ".".join(_shown(p) for p in path) or str(kind)
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    parts = [f"{_field_of(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()[:3]]
     return "; ".join(parts) or "The request is not valid."
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            reason = error.get("ctx", {}).get("error", "not JSON")
+            at = error.get("loc", ("body", 0))[-1]
+            return error_response(
+                request, 400, f"The body is not valid JSON: {reason} (at character {at}).", "invalid_json"
+            )
     return error_response(request, 422, _describe_validation(exc), "invalid_input")
+
+
+def _undecodable_body(exc: HTTPException) -> str | None:
+    """Why FastAPI could not decode the body, when it wrapped the reason in a plain 400: it turns
+    every error of the JSON decoder but a syntax error into "There was an error parsing the body"."""
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):
+        return "The body is not JSON we can read: it is nested too deeply."
+    if isinstance(cause, UnicodeDecodeError):
+        return "The body is not UTF-8 text."
+    if isinstance(cause, ValueError):  # Python refuses integers of more than 4,300 digits
+        return "The body is not JSON we can read: a number in it has too many digits."
+    return None
 
 
 async def handle_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and (problem := _undecodable_body(exc)):
+        return error_response(request, 400, problem, "invalid_json")
     messages = {404: "There is nothing at this address.", 405: "That method is not allowed here."}
     message = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else None
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "error")

@@ -9,6 +9,7 @@ from app.actions.catalog import Catalog
 from app.actions.schemas import ActionOut, ConfirmIn, PreparedOut, RunId, RunOut, RunPage
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
+from app.schemas import Text
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
 
@@ -28,7 +29,7 @@ async def list_actions(user: CurrentUser, catalog: CatalogDep) -> list[ActionOut
 
 @router.post("/incidents/{ref}/actions/{name}/runs", status_code=201, response_model=PreparedOut)
 async def prepare_run(
-    ref: str, name: str, session: SessionDep, user: CurrentUser, catalog: CatalogDep
+    ref: Text, name: Text, session: SessionDep, user: CurrentUser, catalog: CatalogDep
 ) -> PreparedOut:
     """Prepare a run: what will be sent, and a single-use `confirm_token`. Nothing is sent yet."""
     view, token = await service.prepare_action_run(session, catalog=catalog, actor=user, ref=ref, name=name)
@@ -57,7 +58,7 @@ async def get_run(run_id: RunId, session: SessionDep, user: CurrentUser, catalog
 
 
 @router.get("/incidents/{ref}/action-runs", response_model=RunPage)
-async def incident_runs(ref: str, session: SessionDep, user: CurrentUser, catalog: CatalogDep) -> RunPage:
+async def incident_runs(ref: Text, session: SessionDep, user: CurrentUser, catalog: CatalogDep) -> RunPage:
     """Every run on the incident, newest first."""
     views = await service.list_action_runs(session, catalog=catalog, ref=ref)
     return RunPage(items=[RunOut.of(v) for v in views])
@@ -68,9 +69,9 @@ async def all_runs(
     session: SessionDep,
     user: CurrentUser,
     catalog: CatalogDep,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    state: Annotated[str | None, Query(max_length=32)] = None,
-    incident: Annotated[str | None, Query(max_length=32)] = None,
+    action: Annotated[Text | None, Query(max_length=64)] = None,
+    state: Annotated[Text | None, Query(max_length=32)] = None,
+    incident: Annotated[Text | None, Query(max_length=32)] = None,
 ) -> RunPage:
     """Runs across incidents, newest first, filtered by action, state and incident."""
     views = await service.list_action_runs(

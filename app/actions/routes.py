@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from app import schemas
 from app.actions import service
 from app.actions.api import CatalogDep
 from app.actions.executor import SIGNATURE_HEADER, sign
@@ -20,7 +21,7 @@ router = APIRouter(include_in_schema=False)
 demo_router = APIRouter(include_in_schema=False)
 
 RUN_PAGE = "actions/run.html"
-Token = Annotated[str, Form(max_length=200)]
+Token = Annotated[schemas.Text, Form(max_length=200)]
 # Tells the incident page behind the dialog to fetch its state and timeline again.
 INCIDENT_CHANGED = {"HX-Trigger": "icc-incident-changed"}
 
@@ -41,7 +42,12 @@ def _dialog(
 
 @router.post("/incidents/{ref}/actions/{name}")
 async def prepare(
-    request: Request, session: SessionDep, user: CurrentUser, catalog: CatalogDep, ref: str, name: str
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    catalog: CatalogDep,
+    ref: schemas.Text,
+    name: schemas.Text,
 ) -> Response:
     """Open the dialog: a run prepared for confirmation, or (for an action that needs no review
     step) run on this click and its result shown."""
@@ -106,9 +112,9 @@ async def history(
     session: SessionDep,
     user: CurrentUser,
     catalog: CatalogDep,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    state: Annotated[str | None, Query(max_length=32)] = None,
-    incident: Annotated[str | None, Query(max_length=32)] = None,
+    action: Annotated[schemas.Text | None, Query(max_length=64)] = None,
+    state: Annotated[schemas.Text | None, Query(max_length=32)] = None,
+    incident: Annotated[schemas.Text | None, Query(max_length=32)] = None,
 ) -> Response:
     filters = {"action": action or "", "state": state or "", "incident": (incident or "").strip()}
     error = None

@@ -8,14 +8,15 @@ from pydantic import BaseModel, Field
 
 from app.actions.catalog import ActionSpec
 from app.actions.service import RunView
-from app.incidents.schemas import MAX_ID, PersonOut, Strict
+from app.incidents.schemas import MAX_ID, PersonOut
+from app.schemas import Strict, Text
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class ConfirmIn(Strict):
-    confirm_token: str = Field(max_length=200)
-    typed_name: str | None = Field(default=None, max_length=200)
+    confirm_token: Text = Field(max_length=200)
+    typed_name: Text | None = Field(default=None, max_length=200)
 
 
 class ActionOut(BaseModel):

@@ -11,6 +11,7 @@ from app.dashboard import service
 from app.db import SessionDep
 from app.errors import InvalidInput
 from app.incidents import service as incidents
+from app.schemas import Text
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -45,7 +46,7 @@ async def dashboard(
     session: SessionDep,
     user: CurrentUser,
     days: int = 30,
-    service_filter: Annotated[str | None, Query(alias="service", max_length=64)] = None,
+    service_filter: Annotated[Text | None, Query(alias="service", max_length=64)] = None,
 ) -> Response:
     if days not in service.WINDOWS:
         raise InvalidInput(f"days must be one of {', '.join(map(str, service.WINDOWS))}.", field="days")

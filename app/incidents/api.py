@@ -28,6 +28,7 @@ from app.incidents.schemas import (
     TimelineIn,
     TimelinePage,
 )
+from app.schemas import Text
 from app.status import service as status
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
@@ -61,11 +62,11 @@ async def declare(body: DeclareIn, session: SessionDep, user: CurrentUser) -> In
 async def list_incidents(
     session: SessionDep,
     user: CurrentUser,
-    status: str | None = None,
-    severity: str | None = None,
+    status: Text | None = None,
+    severity: Text | None = None,
     active: bool | None = None,
-    service_name: Annotated[str | None, Query(alias="service")] = None,
-    q: str | None = None,
+    service_name: Annotated[Text | None, Query(alias="service")] = None,
+    q: Text | None = None,
     cursor: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> IncidentPage:
@@ -84,24 +85,24 @@ async def list_incidents(
 
 
 @router.get("/incidents/{ref}", response_model=IncidentOut)
-async def get_incident(ref: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def get_incident(ref: Text, session: SessionDep, user: CurrentUser) -> IncidentOut:
     return await _detail(session, ref)
 
 
 @router.post("/incidents/{ref}/acknowledge", response_model=IncidentOut)
-async def acknowledge(ref: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def acknowledge(ref: Text, session: SessionDep, user: CurrentUser) -> IncidentOut:
     await service.acknowledge_incident(session, actor=user, ref=ref)
     return await _detail(session, ref)
 
 
 @router.post("/incidents/{ref}/severity", response_model=IncidentOut)
-async def change_severity(ref: str, body: SeverityIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def change_severity(ref: Text, body: SeverityIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
     await service.change_severity(session, actor=user, ref=ref, severity=body.severity, reason=body.reason)
     return await _detail(session, ref)
 
 
 @router.post("/incidents/{ref}/status", response_model=IncidentOut)
-async def change_status(ref: str, body: StatusIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def change_status(ref: Text, body: StatusIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
     """Move the status; `public_update` posts that public update in the same step (resolving an
     incident on the status page needs its closing one: else 422)."""
     await status.change_status(
@@ -116,20 +117,20 @@ async def change_status(ref: str, body: StatusIn, session: SessionDep, user: Cur
 
 
 @router.post("/incidents/{ref}/roles/sme", response_model=IncidentOut)
-async def add_sme(ref: str, body: RoleIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def add_sme(ref: Text, body: RoleIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
     await service.assign_role(session, actor=user, ref=ref, role="sme", email=body.email)
     return await _detail(session, ref)
 
 
 @router.delete("/incidents/{ref}/roles/sme/{email}", response_model=IncidentOut)
-async def remove_sme(ref: str, email: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def remove_sme(ref: Text, email: Text, session: SessionDep, user: CurrentUser) -> IncidentOut:
     await service.clear_role(session, actor=user, ref=ref, role="sme", email=email)
     return await _detail(session, ref)
 
 
 @router.put("/incidents/{ref}/roles/{role}", response_model=IncidentOut)
 async def assign_role(
-    ref: str, role: str, body: RoleIn, session: SessionDep, user: CurrentUser
+    ref: Text, role: Text, body: RoleIn, session: SessionDep, user: CurrentUser
 ) -> IncidentOut:
     """Assign a single-holder role; if someone holds it, this is a handover."""
     await service.assign_role(session, actor=user, ref=ref, role=role, email=body.email)
@@ -137,21 +138,21 @@ async def assign_role(
 
 
 @router.delete("/incidents/{ref}/roles/{role}", response_model=IncidentOut)
-async def clear_role(ref: str, role: str, session: SessionDep, user: CurrentUser) -> IncidentOut:
+async def clear_role(ref: Text, role: Text, session: SessionDep, user: CurrentUser) -> IncidentOut:
     await service.clear_role(session, actor=user, ref=ref, role=role)
     return await _detail(session, ref)
 
 
 @router.post("/incidents/{ref}/checklist/{key}", response_model=IncidentOut)
 async def set_checklist(
-    ref: str, key: str, body: ChecklistIn, session: SessionDep, user: CurrentUser
+    ref: Text, key: Text, body: ChecklistIn, session: SessionDep, user: CurrentUser
 ) -> IncidentOut:
     await service.set_checklist_item(session, actor=user, ref=ref, key=key, done=body.done)
     return await _detail(session, ref)
 
 
 @router.post("/incidents/{ref}/timeline", status_code=201, response_model=TimelineEntryOut)
-async def add_entry(ref: str, body: TimelineIn, session: SessionDep, user: CurrentUser) -> TimelineEntryOut:
+async def add_entry(ref: Text, body: TimelineIn, session: SessionDep, user: CurrentUser) -> TimelineEntryOut:
     """Log a note, decision or action; `occurred_at` back-dates it."""
     entry = await service.add_timeline_entry(
         session,
@@ -167,7 +168,7 @@ async def add_entry(ref: str, body: TimelineIn, session: SessionDep, user: Curre
 
 @router.get("/incidents/{ref}/timeline", response_model=TimelinePage)
 async def list_entries(
-    ref: str, session: SessionDep, user: CurrentUser, after: RowId | None = None
+    ref: Text, session: SessionDep, user: CurrentUser, after: RowId | None = None
 ) -> TimelinePage:
     """The timeline in the order things happened; `after` (an entry id) returns newer records."""
     entries, next_cursor = await service.list_timeline(session, ref=ref, after=after)

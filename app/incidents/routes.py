@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
-from app import clock
+from app import clock, schemas
 from app.actions import service as actions
 from app.alerts import service as alerts
 from app.auth import service as accounts
@@ -130,10 +130,10 @@ async def incident_list(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    status: str | None = None,
-    severity: str | None = None,
-    service_filter: Annotated[str | None, Query(alias="service")] = None,
-    q: str | None = None,
+    status: schemas.Text | None = None,
+    severity: schemas.Text | None = None,
+    service_filter: Annotated[schemas.Text | None, Query(alias="service")] = None,
+    q: schemas.Text | None = None,
 ) -> Response:
     board = await service.incident_board(
         session, status=status or None, severity=severity or None, service=service_filter or None, q=q
@@ -181,7 +181,7 @@ async def declare(
     severity: Text = "",
     summary: OptionalText = "",
     services: OptionalText = "",
-    client_key: Annotated[str, Form(max_length=64)] = "",
+    client_key: Annotated[schemas.Text, Form(max_length=64)] = "",
 ) -> Response:
     values = {
         "title": title,
@@ -206,13 +206,17 @@ async def declare(
 
 
 @router.get("/incidents/{ref}")
-async def incident_page(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
+async def incident_page(
+    request: Request, session: SessionDep, user: CurrentUser, ref: schemas.Text
+) -> Response:
     blocks = ["state", "timeline"] if wants_fragment(request) else None
     return await _incident_page(request, session, ref, blocks=blocks)
 
 
 @router.post("/incidents/{ref}/acknowledge")
-async def acknowledge(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
+async def acknowledge(
+    request: Request, session: SessionDep, user: CurrentUser, ref: schemas.Text
+) -> Response:
     await service.acknowledge_incident(session, actor=user, ref=ref)
     return await after_incident_change(request, session, ref)
 
@@ -222,7 +226,7 @@ async def change_severity(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
+    ref: schemas.Text,
     severity: Text = "",
     reason: Text = "",
 ) -> Response:
@@ -235,7 +239,7 @@ async def change_status(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
+    ref: schemas.Text,
     new_status: Annotated[str, Form(alias="status", max_length=100_000)] = "",
     reason: OptionalText = "",
     public_update: Annotated[str | None, Form(max_length=100_000)] = None,
@@ -248,7 +252,12 @@ async def change_status(
 
 @router.post("/incidents/{ref}/roles/{role}")
 async def assign_role(
-    request: Request, session: SessionDep, user: CurrentUser, ref: str, role: str, email: Text = ""
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    ref: schemas.Text,
+    role: schemas.Text,
+    email: Text = "",
 ) -> Response:
     await service.assign_role(session, actor=user, ref=ref, role=role, email=email)
     return await after_incident_change(request, session, ref)
@@ -259,8 +268,8 @@ async def clear_role(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
-    role: str,
+    ref: schemas.Text,
+    role: schemas.Text,
     email: OptionalText = "",
 ) -> Response:
     await service.clear_role(session, actor=user, ref=ref, role=role, email=email or None)
@@ -272,8 +281,8 @@ async def tick_checklist(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
-    key: str,
+    ref: schemas.Text,
+    key: schemas.Text,
     done: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     if done not in ("0", "1"):
@@ -287,12 +296,12 @@ async def add_entry(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
+    ref: schemas.Text,
     body: OptionalText = "",
     kind: Annotated[str, Form(max_length=16)] = "note",
-    at: Annotated[str, Form(max_length=16)] = "",
-    tz: Annotated[str, Form(max_length=64)] = "",
-    client_key: Annotated[str, Form(max_length=64)] = "",
+    at: Annotated[schemas.Text, Form(max_length=16)] = "",
+    tz: Annotated[schemas.Text, Form(max_length=64)] = "",
+    client_key: Annotated[schemas.Text, Form(max_length=64)] = "",
 ) -> Response:
     draft = {"body": body, "kind": kind, "at": at}
     try:
@@ -326,7 +335,7 @@ async def add_entry(
 
 @router.post("/incidents/{ref}/runbooks/{key}/attach")
 async def attach_runbook(
-    request: Request, session: SessionDep, user: CurrentUser, ref: str, key: str
+    request: Request, session: SessionDep, user: CurrentUser, ref: schemas.Text, key: schemas.Text
 ) -> Response:
     await runbooks.attach_to_incident(session, actor=user, ref=ref, key=key)
     return await after_incident_change(request, session, ref)

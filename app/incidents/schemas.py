@@ -4,43 +4,40 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from app.auth.models import User
 from app.config import SeverityPolicy
 from app.incidents.models import TimelineEntry
 from app.incidents.service import IncidentDetail, IncidentRow
 from app.incidents.timers import Timer
+from app.schemas import Strict, Text, Timestamp
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 RowId = Annotated[int, Query(ge=0, le=MAX_ID)]
 EntryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class DeclareIn(Strict):
-    title: str
-    severity: str
-    summary: str | None = None
-    services: list[str] | None = None
+    title: Text
+    severity: Text
+    summary: Text | None = None
+    services: list[Text] | None = None
 
 
 class SeverityIn(Strict):
-    severity: str
-    reason: str
+    severity: Text
+    reason: Text
 
 
 class StatusIn(Strict):
-    status: str
-    reason: str | None = None
-    public_update: str | None = None  # posted in the same step; resolving a public incident needs it
+    status: Text
+    reason: Text | None = None
+    public_update: Text | None = None  # posted in the same step; resolving a public incident needs it
 
 
 class RoleIn(Strict):
-    email: str
+    email: Text
 
 
 class ChecklistIn(Strict):
@@ -48,18 +45,18 @@ class ChecklistIn(Strict):
 
 
 class TimelineIn(Strict):
-    kind: str = "note"
-    body: str
-    occurred_at: datetime | None = None
-    client_key: str | None = Field(default=None, max_length=64)
+    kind: Text = "note"
+    body: Text
+    occurred_at: Timestamp | None = None
+    client_key: Text | None = Field(default=None, max_length=64)
 
 
 class TimelineEditIn(Strict):
-    body: str
+    body: Text
 
 
 class RedactIn(Strict):
-    reason: str
+    reason: Text
 
 
 class SeverityOut(BaseModel):

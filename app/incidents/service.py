@@ -29,6 +29,7 @@ from app.incidents.models import (
     TimelineEntry,
     TimelineRevision,
 )
+from app.schemas import unstorable
 from app.status import publication
 
 ROLE_LABELS = {
@@ -86,8 +87,8 @@ def require_responder(actor: User) -> None:
 def clean_text(value: str | None, *, field: str, label: str, max_len: int, required: bool) -> str:
     """Trimmed text within its limits, or InvalidInput naming the field."""
     text = (value or "").strip()
-    if "\x00" in text:
-        raise InvalidInput(f"{label} contains a NUL character.", field=field)
+    if problem := unstorable(text):
+        raise InvalidInput(f"{label} {problem}.", field=field)
     if required and not text:
         raise InvalidInput(f"{label} is required.", field=field)
     if len(text) > max_len:
@@ -565,6 +566,8 @@ async def apply_status(
 
 
 async def _user_by_email(session: AsyncSession, email: str) -> User:
+    if problem := unstorable(email or ""):
+        raise InvalidInput(f"The email {problem}.", field="email")
     user = await session.scalar(select(User).where(func.lower(User.email) == (email or "").strip().lower()))
     if user is None or not user.is_active:
         raise InvalidInput(f"No active user with email {email!r}.", field="email")

@@ -10,6 +10,7 @@ from app.auth.deps import CurrentUser
 from app.db import SessionDep
 from app.incidents import service as incidents
 from app.runbooks import service
+from app.schemas import Text
 from app.security import DIAGRAM_RENDERER_HEADERS, RUNBOOK_VIEWER_HEADERS
 from app.web import render
 
@@ -25,9 +26,9 @@ async def library(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    q: str | None = None,
-    tag: str | None = None,
-    service_filter: Annotated[str | None, Query(alias="service")] = None,
+    q: Text | None = None,
+    tag: Text | None = None,
+    service_filter: Annotated[Text | None, Query(alias="service")] = None,
 ) -> Response:
     await service.refresh_if_changed(session, directory=runbooks_dir(request))
     found = await service.find_runbooks(session, q=q, tag=tag or None, service=service_filter or None)
@@ -50,7 +51,7 @@ async def diagram_renderer(request: Request) -> Response:
 
 @router.get("/runbooks/{key}")
 async def view(
-    request: Request, session: SessionDep, user: CurrentUser, key: str, incident: str | None = None
+    request: Request, session: SessionDep, user: CurrentUser, key: Text, incident: Text | None = None
 ) -> Response:
     await service.refresh_if_changed(session, directory=runbooks_dir(request))
     runbook = await service.get_runbook(session, key=key)

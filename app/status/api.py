@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
-from app.incidents.schemas import PersonOut, Strict
+from app.incidents.schemas import PersonOut
+from app.schemas import Strict, Text
 from app.status import service
 from app.status.cache import SUMMARY, V2_PATHS, Cached, cached_response, rendered
 from app.status.routes import check_access, current_snapshot
@@ -21,13 +22,13 @@ statuspage = APIRouter(prefix="/api/v2", tags=["statuspage"])
 
 
 class UpdateIn(Strict):
-    body: str
+    body: Text
     public: bool = True
-    status: str | None = None
+    status: Text | None = None
 
 
 class ImpactIn(Strict):
-    impact: str
+    impact: Text
 
 
 class PublicationOut(BaseModel):
@@ -270,7 +271,7 @@ async def statuspage_unresolved(
 
 
 @router.post("/incidents/{ref}/updates", status_code=201, response_model=UpdateOut)
-async def post_update(ref: str, body: UpdateIn, session: SessionDep, user: CurrentUser) -> UpdateOut:
+async def post_update(ref: Text, body: UpdateIn, session: SessionDep, user: CurrentUser) -> UpdateOut:
     """Post a stakeholder update (Comms Lead or IC); resets the update timer."""
     update = await service.post_update(
         session, actor=user, ref=ref, body=body.body, public=body.public, status=body.status
@@ -286,7 +287,7 @@ async def post_update(ref: str, body: UpdateIn, session: SessionDep, user: Curre
 
 
 @router.get("/incidents/{ref}/updates", response_model=list[UpdateOut])
-async def list_updates(ref: str, session: SessionDep, user: CurrentUser) -> list[UpdateOut]:
+async def list_updates(ref: Text, session: SessionDep, user: CurrentUser) -> list[UpdateOut]:
     """Every update of an incident, public and internal, newest first."""
     return [
         UpdateOut(
@@ -303,7 +304,7 @@ async def list_updates(ref: str, session: SessionDep, user: CurrentUser) -> list
 
 @router.put("/incidents/{ref}/impacts/{component}", status_code=204)
 async def set_impact(
-    ref: str, component: str, body: ImpactIn, session: SessionDep, user: CurrentUser
+    ref: Text, component: Text, body: ImpactIn, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Set how the incident affects a status-page component (`none` clears it)."""
     await service.set_impact(session, actor=user, ref=ref, component=component, impact=body.impact)

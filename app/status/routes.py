@@ -1,12 +1,13 @@
 """The public status page and its Atom feed; the comms forms on the incident page."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import schemas
 from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
 from app.errors import NotAuthenticated
@@ -100,9 +101,9 @@ async def post_update(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
+    ref: schemas.Text,
     body: Text = "",
-    audience: Annotated[str, Form(max_length=10)] = "public",
+    audience: Annotated[Literal["public", "internal"], Form()] = "public",
     status: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     await service.post_update(
@@ -128,7 +129,7 @@ async def set_impact(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    ref: str,
+    ref: schemas.Text,
     component: Annotated[str, Form(max_length=64)] = "",
     impact: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
@@ -138,7 +139,7 @@ async def set_impact(
 
 @router.post("/incidents/{ref}/public-title")
 async def set_public_title(
-    request: Request, session: SessionDep, user: CurrentUser, ref: str, public_title: Text = ""
+    request: Request, session: SessionDep, user: CurrentUser, ref: schemas.Text, public_title: Text = ""
 ) -> Response:
     await service.set_public_title(session, actor=user, ref=ref, public_title=public_title)
     return await after_incident_change(request, session, ref)
