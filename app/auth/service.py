@@ -105,10 +105,12 @@ async def get_user_by_email(session: AsyncSession, *, email: str) -> User:
 
 
 async def list_active_users(session: AsyncSession) -> list[User]:
-    """People who can hold a response role, by name."""
+    """People who can hold a response role, by name: never the product's own accounts."""
     return list(
         await session.scalars(
-            select(User).where(User.is_active, User.role.in_(("admin", "responder"))).order_by(User.name)
+            select(User)
+            .where(User.is_active, User.role.in_(("admin", "responder")), User.is_service.is_(False))
+            .order_by(User.name)
         )
     )
 

@@ -574,13 +574,25 @@ async def _user_by_email(session: AsyncSession, email: str) -> User:
     return user
 
 
+async def _person_by_email(session: AsyncSession, email: str) -> User:
+    """Who may take a response role: an active user who is a person."""
+    user = await _user_by_email(session, email)
+    if user.is_service:
+        raise InvalidInput(
+            f"The email {user.email} is the product's own account ({user.name}), not a person: "
+            "it cannot take a response role.",
+            field="email",
+        )
+    return user
+
+
 async def assign_role(session: AsyncSession, *, actor: User, ref: str, role: str, email: str) -> Incident:
     """Give a response role to a person; for a single-holder role this is a handover."""
     require_responder(actor)
     if role not in ROLES:
         raise NotFound(f"No role {role!r}: roles are {', '.join(ROLES)}.")
     incident = await lock_incident(session, ref)
-    user = await _user_by_email(session, email)
+    user = await _person_by_email(session, email)
     now = clock.now()
     label = ROLE_LABELS[role]
     if role == "sme":
