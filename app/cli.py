@@ -27,6 +27,12 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _say(message: str, *, bold: bool = False, fg: str | None = None) -> None:
+    """A progress or status line. It goes to stderr, so that stdout carries only a command's
+    result and `TOKEN=$(icc token create ...)` captures the token alone."""
+    typer.secho(message, err=True, bold=bold, fg=fg)
+
+
 def _database_url(*, embedded: bool) -> str:
     """ICC_DATABASE_URL when set; otherwise (if allowed) the embedded server in ICC_DATA_DIR."""
     settings = get_settings()
@@ -36,7 +42,7 @@ def _database_url(*, embedded: bool) -> str:
         _fail("ICC_DATABASE_URL is not set")
     from app.db import start_embedded_postgres
 
-    typer.echo(f"Starting the embedded PostgreSQL in {settings.data_dir / 'pgdata'} ...")
+    _say(f"Starting the embedded PostgreSQL in {settings.data_dir / 'pgdata'} ...")
     url = start_embedded_postgres(settings.data_dir)
     os.environ["ICC_DATABASE_URL"] = url  # server workers are new processes: they read it here
     get_settings.cache_clear()
@@ -63,7 +69,7 @@ def migrate() -> None:
     from app.migrate import upgrade_to_head
 
     upgrade_to_head(_database_url(embedded=True))
-    typer.echo("Migrations applied.")
+    _say("Migrations applied.")
 
 
 @app.command()
@@ -94,10 +100,10 @@ def serve(
         get_settings.cache_clear()
 
         created = _run(url, load_demo)
-        typer.echo("Demo data loaded." if created else "Demo data already present.")
+        _say("Demo data loaded." if created else "Demo data already present.")
         for email, password, role in DEMO_LOGINS:
-            typer.echo(f"  sign in as {email} / {password} ({role})")
-    typer.secho(f"Incident command center on http://{host}:{port}  (Ctrl-C stops)", bold=True)
+            _say(f"  sign in as {email} / {password} ({role})")
+    _say(f"Incident command center on http://{host}:{port}  (Ctrl-C stops)", bold=True)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -118,7 +124,7 @@ def seed(demo: Annotated[bool, typer.Option(help="Demo users and incidents")] = 
     if not demo:
         _fail("nothing to seed: pass --demo")
     created = _run(_database_url(embedded=True), load_demo)
-    typer.echo("Demo data loaded." if created else "Demo data already present.")
+    _say("Demo data loaded." if created else "Demo data already present.")
 
 
 @user_app.command("create")
@@ -172,7 +178,7 @@ def worker() -> None:
     from app.escalation import scheduler
 
     url = _database_url(embedded=False)
-    typer.echo("Scheduler running (Ctrl-C stops).")
+    _say("Scheduler running (Ctrl-C stops).")
 
     async def main() -> None:
         from app.db import make_engine, make_sessionmaker
@@ -203,7 +209,7 @@ def runbooks_sync() -> None:
         f"{len(report.removed)} removed."
     )
     for path, error in report.errors.items():
-        typer.secho(f"  {path}: {error}", fg=typer.colors.YELLOW)
+        _say(f"  {path}: {error}", fg=typer.colors.YELLOW)
 
 
 def main() -> None:
