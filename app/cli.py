@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -31,6 +32,13 @@ def _say(message: str, *, bold: bool = False, fg: str | None = None) -> None:
     """A progress or status line. It goes to stderr, so that stdout carries only a command's
     result and `TOKEN=$(icc token create ...)` captures the token alone."""
     typer.secho(message, err=True, bold=bold, fg=fg)
+
+
+def _stop_as_on_ctrl_c(signum: int, frame: object) -> None:
+    # Python dies of SIGTERM and SIGHUP on the spot, skipping the exit handlers that stop the
+    # embedded PostgreSQL; as SIGINT, they end the command as Ctrl-C does (uvicorn, while it
+    # serves, shuts down gracefully on it first).
+    signal.raise_signal(signal.SIGINT)
 
 
 def _database_url(*, embedded: bool) -> str:
@@ -104,16 +112,33 @@ def serve(
         for email, password, role in DEMO_LOGINS:
             _say(f"  sign in as {email} / {password} ({role})")
     _say(f"Incident command center on http://{host}:{port}  (Ctrl-C stops)", bold=True)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        log_level="info",
-        access_log=get_settings().access_log,
-    )
+    options = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "proxy_headers": True,
+        "log_level": "info",
+        "access_log": get_settings().access_log,
+    }
+    if workers == 1:
+        uvicorn.run("app.main:create_app", **options)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        """The supervisor uvicorn.run uses for several workers, except that a hangup stops it as
+        SIGTERM does: uvicorn would restart the workers, and a closed terminal would leave the
+        server and its database running with no one to stop them."""
+
+        def handle_hup(self) -> None:
+            self.handle_term()
+
+    config = uvicorn.Config("app.main:create_app", workers=workers, **options)
+    sock = config.bind_socket()
+    try:
+        Supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 @app.command()
@@ -213,6 +238,8 @@ def runbooks_sync() -> None:
 
 
 def main() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_as_on_ctrl_c)
     try:
         get_settings()
         get_policy()

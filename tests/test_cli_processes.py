@@ -1,6 +1,7 @@
 """`icc` as its user runs it: real processes on an embedded PostgreSQL in a temporary ICC_DATA_DIR.
 Progress goes to stderr and results to stdout, so the README's `TOKEN=$(icc token create ...)`
-works as written."""
+works as written; `icc serve` stops the database it started on SIGTERM, SIGINT and SIGHUP (with
+one worker or several), and a start after a crash reuses or restarts what the crash left."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,7 +122,7 @@ def readme_api_example() -> str:
     return script.group(1)
 
 
-def test_the_readme_api_example_works_as_written(data_dir):
+def test_the_readme_api_example_works_as_written_and_sigterm_stops_the_database(data_dir):
     with icc_serve(data_dir, "--demo") as (server, base_url):
         database = postmaster_pid(data_dir)
         script = readme_api_example().replace(".venv/bin/icc", ICC).replace("http://127.0.0.1:8000", base_url)
@@ -139,5 +141,48 @@ def test_the_readme_api_example_works_as_written(data_dir):
         assert declared["ref"].startswith("INC-")
         # `icc token create` shared the running server and left it running when it exited
         assert is_running(database)
-        stop_with(server, signal.SIGINT)
+        stop_with(server, signal.SIGTERM)
     assert_database_stopped(data_dir, database)
+
+
+def test_sighup_stops_several_workers_and_the_database(data_dir):
+    with icc_serve(data_dir, "--workers", "2") as (server, _):
+        database = postmaster_pid(data_dir)
+        workers = psutil.Process(server.pid).children()
+        stop_with(server, signal.SIGHUP)
+    assert not [w for w in workers if is_running(w.pid)]
+    assert_database_stopped(data_dir, database)
+
+
+def test_after_icc_serve_is_killed_a_restart_reuses_its_database_and_ctrl_c_stops_it(data_dir):
+    with icc_serve(data_dir) as (killed, _):
+        database = postmaster_pid(data_dir)
+        killed.kill()
+        killed.wait()
+    assert is_running(database)  # nothing could stop it: SIGKILL runs no exit handler
+
+    with icc_serve(data_dir) as (restarted, _):
+        assert postmaster_pid(data_dir) == database
+        stop_with(restarted, signal.SIGINT)
+    assert_database_stopped(data_dir, database)
+
+
+def test_a_stale_postmaster_pid_whose_number_another_process_now_has_does_not_stop_a_start(data_dir):
+    # The server died with its machine; after the reboot, its pid belongs to something else.
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        lock_file = data_dir / "pgdata" / "postmaster.pid"
+        assert not lock_file.exists()
+        lock_file.write_text(
+            f"{bystander.pid}\n{data_dir / 'pgdata'}\n{int(time.time())}\n5432\n\n\n0 0\nready\n"
+        )
+
+        with icc_serve(data_dir) as (server, _):
+            database = postmaster_pid(data_dir)
+            assert database != bystander.pid
+            stop_with(server, signal.SIGTERM)
+        assert_database_stopped(data_dir, database)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
