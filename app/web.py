@@ -215,7 +215,7 @@ def _undecodable_body(exc: HTTPException) -> str | None:
         return "The body is not JSON we can read: it is nested too deeply."
     if isinstance(cause, UnicodeDecodeError):
         return "The body is not UTF-8 text."
-    if isinstance(cause, ValueError):  # Python refuses integers of more than 4,300 digits
+    if isinstance(cause, ValueError) and "digits" in str(cause):  # Python's limit: 4,300 digits
         return "The body is not JSON we can read: a number in it has too many digits."
     return None
 

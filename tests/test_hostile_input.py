@@ -181,6 +181,21 @@ async def test_text_postgresql_cannot_store_is_refused_naming_the_field(
     await assert_refused_and_nothing_written(session, request, field)
 
 
+async def test_the_detail_says_which_field_and_what_is_wrong_with_it(api, world):
+    answers = [
+        await api.post(f"{API}/incidents", content=json.dumps({**DECLARE, "title": f"a{bad}"}).encode())
+        for bad in (NUL, SURROGATE)
+    ]
+
+    assert [a.json() for a in answers] == [
+        {"detail": "title: contains a NUL character", "code": "invalid_input"},
+        {
+            "detail": "title: contains a lone surrogate ('\\ud800'), which is not text",
+            "code": "invalid_input",
+        },
+    ]
+
+
 # ---------------------------------------------------------------- text in paths and queries
 
 URL_TEXT = {
