@@ -94,19 +94,21 @@ def wait_until_healthy(
     log: Callable[[], str] = lambda: "",
     timeout: float = 20.0,
     verify: ssl.SSLContext | bool = True,
+    path: str = "/healthz",
 ) -> None:
-    """Until `base_url`/healthz answers 200; fails with the log if the process exits or time runs out."""
+    """Until `base_url` + `path` answers 200; fails with the log if the process exits or time runs
+    out."""
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
             pytest.fail(f"{name} exited with {process.returncode}:\n{log()}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1, trust_env=False, verify=verify).status_code == 200:
+            if httpx.get(f"{base_url}{path}", timeout=1, trust_env=False, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            pytest.fail(f"{name} did not answer /healthz within {timeout:g} s:\n{log()}")
+            pytest.fail(f"{name} did not answer {path} within {timeout:g} s:\n{log()}")
         time.sleep(0.1)
 
 
