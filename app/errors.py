@@ -1,14 +1,18 @@
-"""Domain errors. Each carries its HTTP status; one handler in web.py renders it."""
+"""Domain errors. Each carries its HTTP status and any headers its answer needs; one handler in
+web.py renders it."""
 
 
 class DomainError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.headers = headers
 
 
 class InvalidInput(DomainError):
@@ -52,5 +56,4 @@ class RateLimited(DomainError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, headers={"Retry-After": str(retry_after)})

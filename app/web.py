@@ -97,19 +97,23 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def error_response(request: Request, status_code: int, message: str, code: str) -> Response:
-    """An error as JSON for the API, as a message in place for HTMX, else as a page."""
+def error_response(
+    request: Request, status_code: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An error as JSON for the API, as a message in place for HTMX, else as a page; `headers`
+    (a domain error's, such as Retry-After) go with each."""
     if is_api(request):
-        return JSONResponse({"detail": message, "code": code}, status_code=status_code)
+        return JSONResponse({"detail": message, "code": code}, status_code=status_code, headers=headers)
     if wants_fragment(request):
         return render(
             request,
             "_flash.html",
             {"message": message, "level": "error"},
             status_code=status_code,
-            headers={"HX-Retarget": "#icc-flash", "HX-Reswap": "innerHTML"},
+            headers={**(headers or {}), "HX-Retarget": "#icc-flash", "HX-Reswap": "innerHTML"},
         )
-    return render(request, "error.html", {"message": message, "status": status_code}, status_code=status_code)
+    context = {"message": message, "status": status_code}
+    return render(request, "error.html", context, status_code=status_code, headers=headers)
 
 
 def _undecodable_field(form: bytes) -> str | None:
@@ -175,7 +179,7 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
             )
         if request.method == "GET":
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return error_response(request, exc.status_code, exc.message, exc.code)
+    return error_response(request, exc.status_code, exc.message, exc.code, exc.headers)
 
 
 def _shown(part: object) -> str:

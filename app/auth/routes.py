@@ -122,8 +122,8 @@ async def login(
             next_url=next_url,
             email=email,
             error=exc.message,
-            status_code=429,
-            headers={"Retry-After": str(exc.retry_after)},
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
     except NotAuthenticated as exc:
         return _login_page(request, next_url=next_url, email=email, error=exc.message, status_code=401)
