@@ -401,30 +401,30 @@ async def declare_incident(
     now = clock.now()
     sev = policy.severity(key)
     published = publication.published_at_declaration(actor)
-    incident = Incident(
-        ref=await _next_ref(session, now),
-        title=title,
-        summary=summary,
-        severity=key,
-        status="triage",
-        services=service_list,
-        declared_at=now,
-        declared_by_id=actor.id,
-        severity_changed_at=now,
-        ack_due_at=timers.ack_deadline(sev, now),
-        mitigation_due_at=timers.mitigation_deadline(sev, now),
-        update_due_at=timers.update_deadline(sev, now),
-        published_at=now if published else None,
-        published_by_id=actor.id if published else None,
-        public_update_due_at=timers.update_deadline(sev, now) if published else None,
-        client_key=client_key or None,
-    )
-    session.add(incident)
     try:
-        await session.flush()
+        # A savepoint: a lost race undoes this reference and insert only, never the caller's work.
+        async with session.begin_nested():
+            incident = Incident(
+                ref=await _next_ref(session, now),
+                title=title,
+                summary=summary,
+                severity=key,
+                status="triage",
+                services=service_list,
+                declared_at=now,
+                declared_by_id=actor.id,
+                severity_changed_at=now,
+                ack_due_at=timers.ack_deadline(sev, now),
+                mitigation_due_at=timers.mitigation_deadline(sev, now),
+                update_due_at=timers.update_deadline(sev, now),
+                published_at=now if published else None,
+                published_by_id=actor.id if published else None,
+                public_update_due_at=timers.update_deadline(sev, now) if published else None,
+                client_key=client_key or None,
+            )
+            session.add(incident)
     except IntegrityError:
-        # The same form submitted twice at once: the first one declared it.
-        await session.rollback()
+        # The same form submitted twice at once (or one alert group's deliveries): the first declared it.
         existing = await session.scalar(select(Incident).where(Incident.client_key == client_key))
         if existing is None or not client_key:
             raise
