@@ -13,11 +13,13 @@ import httpx
 import psycopg
 import pytest
 
-from app.alerts import service as alerts
+from app.alerts import credentials, queries
 from app.alerts.adapters import alert_identity, parse_timestamp
 from app.alerts.config import load_alert_config, parse_matcher
+from app.alerts.errors import InvalidPayload
 from app.config import ConfigError
 from app.incidents import service as incidents
+from app.masking import MASK
 from tests.conftest import _libpq
 
 API = "/api/v1"
@@ -126,7 +128,7 @@ def signed(body: bytes, *, secret: str = SECRET, at: int | None = None) -> dict[
     return {
         "content-type": "application/json",
         "X-ICC-Timestamp": stamp,
-        "X-ICC-Signature": alerts.sign(secret, stamp, body),
+        "X-ICC-Signature": credentials.sign_alert_delivery(secret, stamp, body),
     }
 
 
@@ -194,7 +196,7 @@ def test_gos_zero_time_means_unset():
 
 
 def test_a_timestamp_that_is_not_one_is_refused_naming_the_field():
-    with pytest.raises(alerts.InvalidPayload, match=r"alerts\[0\]\.startsAt"):
+    with pytest.raises(InvalidPayload, match=r"alerts\[0\]\.startsAt"):
         parse_timestamp("yesterday", where="alerts[0].startsAt")
 
 
@@ -336,7 +338,7 @@ async def test_a_pagerduty_event_with_an_unknown_routing_key_is_refused(sender, 
     assert response.status_code == 401
     assert "routing_key" in response.json()["detail"]
     (letter,) = await rows(session, "SELECT body FROM alert_dead_letters")
-    assert "not-ours" not in letter[0] and "***" in letter[0]
+    assert "not-ours" not in letter[0] and MASK in letter[0]
 
 
 async def test_a_signed_generic_webhook_is_mapped_by_its_field_paths(sender, api):
@@ -375,7 +377,7 @@ async def test_a_wrong_signature_a_stale_timestamp_and_a_replay_are_refused(send
     reasons = [r[0] for r in await rows(session, "SELECT status_code FROM alert_dead_letters ORDER BY id")]
     assert reasons == [401, 401, 409, 401]
     headers_kept = (await rows(session, "SELECT headers FROM alert_dead_letters ORDER BY id LIMIT 1"))[0][0]
-    assert headers_kept["x-icc-signature"] == "***"
+    assert headers_kept["x-icc-signature"] == MASK
 
 
 # ---------------------------------------------------------------- dedup under concurrency
@@ -454,7 +456,7 @@ async def test_a_critical_checkout_alert_declares_a_sev1_and_its_resolve_prompts
     assert timeline[-1]["kind"] == "alert"
     assert "the IC decides whether to resolve it" in timeline[-1]["body"]
     detail = await incidents.get_incident_detail(session, ref=ref)
-    panel = await alerts.alerts_of_incident(session, incident=detail.incident)
+    panel = await queries.alerts_of_incident(session, incident=detail.incident)
     assert panel.prompt_resolve
 
 
@@ -543,7 +545,7 @@ async def test_a_malformed_delivery_gets_a_clear_4xx_and_a_dead_letter(
     )
     assert code == status and mentions in reason
     if "authorization" in kept_headers:
-        assert kept_headers["authorization"] == "Bearer ***"
+        assert kept_headers["authorization"] == f"Bearer {MASK}"
 
 
 async def test_an_unknown_source_is_a_404_naming_the_configured_ones(sender):
@@ -563,7 +565,7 @@ async def test_an_admin_replays_a_dead_letter_after_the_configuration_is_fixed(
     assert refused.status_code == 404
     as_admin = await api_as(admin)
     (letter,) = (await as_admin.get(f"{API}/alert-dead-letters")).json()["items"]
-    assert letter["source"] == "late-source" and letter["headers"]["authorization"] == "Bearer ***"
+    assert letter["source"] == "late-source" and letter["headers"]["authorization"] == f"Bearer {MASK}"
     assert (await (await api_as(responder)).get(f"{API}/alert-dead-letters")).status_code == 403
 
     failed = await as_admin.post(f"{API}/alert-dead-letters/{letter['id']}/replay")
@@ -699,7 +701,7 @@ async def test_the_sources_page_shows_each_source_to_admins_with_credentials_mas
         assert f"<strong>{name}</strong>" in text
     assert "http://test/api/v1/alerts/alertmanager</code>" in text
     assert "http://test/api/v1/alerts/alertmanager/tiny</code>" in text
-    assert "Bearer token ••••••••" in text and "HTTP basic auth, user grafana" in text
+    assert f"Bearer token {MASK}" in text and "HTTP basic auth, user grafana" in text
     assert "3/m" in text and "1000/m" in text
     assert (
         "severity=~&#34;critical|page&#34; → declare" in text or 'severity=~"critical|page" → declare' in text

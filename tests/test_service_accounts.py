@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.alerts.service import BOT_EMAIL, BOT_NAME
+from app.alerts.timeline import BOT_EMAIL, BOT_NAME
 from app.auth import service as accounts
 from app.auth.deps import SESSION_COOKIE
 from app.escalation.service import ACCOUNT_EMAIL

@@ -14,25 +14,11 @@ from app.outbound import SendRefused
 
 RUN_ID_HEADER = "X-ICC-Run-Id"
 SIGNATURE_HEADER = "X-ICC-Signature"
-SECRET_HEADER_WORDS = ("authorization", "token", "secret", "key", "cookie", "password")
-MASK = "••••••"
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The X-ICC-Signature value: sha256=<hex HMAC-SHA256 of the body>."""
+def sign_action_request(secret: str, body: bytes) -> str:
+    """The X-ICC-Signature of an action run's request: sha256=<hex HMAC-SHA256 of the body>."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def masked_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers as a person may see them: environment references and secret-looking values masked."""
-    shown = {}
-    for name, value in headers.items():
-        if any(word in name.lower() for word in SECRET_HEADER_WORDS):
-            prefix = value.split(" ", 1)[0] + " " if " " in value else ""
-            shown[name] = prefix + MASK
-        else:
-            shown[name] = ENV_REF.sub(MASK, value)
-    return shown
 
 
 def resolve_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -63,7 +49,10 @@ async def send(
     except SendRefused as exc:
         return outbound.refusal(exc)
     content = body.encode()
-    sent_headers |= {RUN_ID_HEADER: str(run_id), SIGNATURE_HEADER: sign(catalog.signing_secret, content)}
+    sent_headers |= {
+        RUN_ID_HEADER: str(run_id),
+        SIGNATURE_HEADER: sign_action_request(catalog.signing_secret, content),
+    }
     return await outbound.send(
         catalog, method=method, url=url, headers=sent_headers, content=content, timeout=timeout
     )

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from app import schemas
 from app.actions import service
 from app.actions.api import CatalogDep
-from app.actions.executor import SIGNATURE_HEADER, sign
+from app.actions.executor import SIGNATURE_HEADER, sign_action_request
 from app.actions.schemas import RunId
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
@@ -145,7 +145,7 @@ async def demo_receiver(request: Request, catalog: CatalogDep, name: str) -> Res
     changes nothing, answers like a receiver would."""
     body = await request.body()
     signature = request.headers.get(SIGNATURE_HEADER, "")
-    valid = hmac.compare_digest(signature, sign(catalog.signing_secret, body))
+    valid = hmac.compare_digest(signature, sign_action_request(catalog.signing_secret, body))
     if not valid:
         return JSONResponse({"ok": False, "error": "bad signature"}, status_code=401)
     return JSONResponse(

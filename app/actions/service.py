@@ -19,12 +19,13 @@ from sqlalchemy.orm import selectinload
 
 from app import clock, outbound
 from app.actions import executor
-from app.actions.catalog import BODY_FIELD, ActionSpec, Catalog
+from app.actions.catalog import BODY_FIELD, ENV_REF, ActionSpec, Catalog
 from app.actions.models import FINISHED_STATES, ActionRun
 from app.auth.models import User
 from app.errors import Conflict, Gone, InvalidInput, NotFound, NotPermitted
 from app.incidents import service as incidents
 from app.incidents.models import Incident, RoleAssignment
+from app.masking import MASK, masked_headers
 from app.observability import ACTION_RUNS
 
 # A run still `running` this long after its timeout was abandoned by a process that died (or lost
@@ -53,9 +54,10 @@ class RunView:
     @property
     def preview(self) -> dict[str, object]:
         """What is (or was) sent, secrets masked."""
-        headers = executor.masked_headers(self.run.request_headers)
+        masked = masked_headers(self.run.request_headers)
+        headers = {name: ENV_REF.sub(MASK, value) for name, value in masked.items()}
         headers[executor.RUN_ID_HEADER] = str(self.run.id)
-        headers[executor.SIGNATURE_HEADER] = "sha256=" + executor.MASK + " (HMAC-SHA256 of the body)"
+        headers[executor.SIGNATURE_HEADER] = "sha256=" + MASK + " (HMAC-SHA256 of the body)"
         run = self.run
         return {"method": run.method, "url": run.url, "headers": headers, "body": run.request_body}
 

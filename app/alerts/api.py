@@ -1,6 +1,7 @@
 """The alerts JSON API under /api/v1: the senders' endpoints, history, acknowledgement, links,
 dead letters, change events; and PagerDuty's own Events API v2 paths (/v2/enqueue,
-/v2/change/enqueue), which its clients find under a base URL. Thin: every rule is in the service."""
+/v2/change/enqueue), which its clients find under a base URL. Thin: every rule is in the
+package's service modules (intake, queries, triage, dead_letters, changes)."""
 
 from datetime import datetime
 from typing import Annotated
@@ -8,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.alerts import service
+from app.alerts import changes, intake, queries, triage
+from app.alerts import dead_letters as letters
 from app.alerts.config import AlertConfig
+from app.alerts.errors import InvalidEvent
 from app.alerts.schemas import (
     AlertDetailOut,
     AlertId,
@@ -27,6 +30,7 @@ from app.alerts.schemas import (
 )
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
+from app.errors import RateLimited
 from app.incidents.schemas import RowId
 
 api_v1 = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -52,28 +56,26 @@ ConfigDep = Annotated[AlertConfig, Depends(alert_config_of)]
 
 
 async def _ingest(
-    request: Request, session: SessionDep, config: AlertConfig, kind: str, source: str | None
-) -> service.IngestResult | Response:
-    try:
-        return await service.ingest_delivery(
-            session,
-            config=config,
-            kind=kind,
-            source_name=source,
-            headers=request.headers,
-            body=await request.body(),
-        )
-    except service.RateLimited as exc:
-        return JSONResponse(
-            {"detail": exc.message, "code": exc.code},
-            status_code=429,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
+    request: Request,
+    session: SessionDep,
+    config: AlertConfig,
+    kind: str,
+    source: str | None,
+    *,
+    events_api: bool = False,
+) -> intake.IngestResult:
+    return await intake.ingest_delivery(
+        session,
+        config=config,
+        kind=kind,
+        source_name=source,
+        headers=request.headers,
+        body=await request.body(),
+        events_api=events_api,
+    )
 
 
-def _accepted(result: service.IngestResult | Response) -> IngestOut | Response:
-    if isinstance(result, Response):
-        return result
+def _accepted(result: intake.IngestResult) -> IngestOut:
     return IngestOut(
         source=result.source,
         alerts=len(result.alert_ids),
@@ -86,7 +88,7 @@ def _accepted(result: service.IngestResult | Response) -> IngestOut | Response:
 @api_v1.post("/alerts/alertmanager/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
 async def alertmanager_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
-) -> IngestOut | Response:
+) -> IngestOut:
     """Alertmanager's webhook_config payload; `Authorization: Bearer <token>` or basic auth."""
     return _accepted(await _ingest(request, session, config, "alertmanager", source))
 
@@ -97,7 +99,7 @@ async def alertmanager_webhook(
 @api_v1.put("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
 async def grafana_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
-) -> IngestOut | Response:
+) -> IngestOut:
     """Grafana unified alerting's webhook contact point (POST or PUT)."""
     return _accepted(await _ingest(request, session, config, "grafana", source))
 
@@ -108,22 +110,22 @@ async def grafana_webhook(
 )
 async def pagerduty_event(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
-) -> PagerDutyOut | Response:
+) -> PagerDutyOut:
     """A PagerDuty Events API v2 event; the routing_key is the credential. Answers 202 as
     PagerDuty does; refusals as the rest of this API. PagerDuty's clients use /v2/enqueue."""
     result = await _ingest(request, session, config, "pagerduty", source)
-    if isinstance(result, Response):
-        return result
     return PagerDutyOut(dedup_key=result.dedup_keys[0])
 
 
-def _pagerduty_refusal(exc: service.InvalidEvent | service.RateLimited) -> JSONResponse:
-    """A refusal in PagerDuty's words: 400 "invalid event", or 429 with Retry-After."""
-    if isinstance(exc, service.RateLimited):
+def _pagerduty_refusal(exc: InvalidEvent | RateLimited) -> JSONResponse:
+    """A refusal in PagerDuty's words: 400 "invalid event", or 429 with the error's Retry-After."""
+    if isinstance(exc, RateLimited):
         body = PagerDutyErrorOut(status="rate limited", message=exc.message, errors=[exc.message])
-        return JSONResponse(body.model_dump(), status_code=429, headers={"Retry-After": str(exc.retry_after)})
-    body = PagerDutyErrorOut(status="invalid event", message="Event object is invalid", errors=[exc.message])
-    return JSONResponse(body.model_dump(), status_code=400)
+    else:
+        body = PagerDutyErrorOut(
+            status="invalid event", message="Event object is invalid", errors=[exc.message]
+        )
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
 
 @events_api.post(
@@ -146,16 +148,8 @@ async def pagerduty_events_api(
     """PagerDuty's Events API v2 (trigger, acknowledge, resolve), for its clients: base URL the
     product (the source whose routing_keys hold the event's) or /api/v1/alerts/pagerduty/<source>."""
     try:
-        result = await service.ingest_delivery(
-            session,
-            config=config,
-            kind="pagerduty",
-            source_name=source,
-            headers=request.headers,
-            body=await request.body(),
-            events_api=True,
-        )
-    except (service.InvalidEvent, service.RateLimited) as exc:
+        result = await _ingest(request, session, config, "pagerduty", source, events_api=True)
+    except (InvalidEvent, RateLimited) as exc:
         return _pagerduty_refusal(exc)
     return PagerDutyOut(dedup_key=result.dedup_keys[0])
 
@@ -180,10 +174,10 @@ async def pagerduty_change_event(
     """A PagerDuty change event (a deploy, a config change): kept and shown on the incidents of
     its service; it opens nothing."""
     try:
-        event = await service.ingest_change_event(
+        event = await intake.ingest_change_event(
             session, config=config, source_name=source, headers=request.headers, body=await request.body()
         )
-    except (service.InvalidEvent, service.RateLimited) as exc:
+    except (InvalidEvent, RateLimited) as exc:
         return _pagerduty_refusal(exc)
     return PagerDutyChangeOut(id=str(event.id))
 
@@ -198,7 +192,7 @@ async def list_change_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ChangeEventPage:
     """Change events, the last received first; `since` is on when they happened."""
-    events, next_cursor = await service.list_change_events(
+    events, next_cursor = await changes.list_change_events(
         session, service=service_name or None, since=since, cursor=cursor, limit=limit
     )
     return ChangeEventPage(items=[ChangeEventOut.of(e) for e in events], next_cursor=next_cursor)
@@ -208,7 +202,7 @@ async def list_change_events(
 @api_v1.post("/alerts/generic/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
 async def generic_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
-) -> IngestOut | Response:
+) -> IngestOut:
     """Any JSON signed with `X-ICC-Timestamp` and `X-ICC-Signature: sha256=HMAC(secret, ts.body)`."""
     return _accepted(await _ingest(request, session, config, "generic", source))
 
@@ -227,7 +221,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AlertPage:
     """Alerts, most recent first; `unrouted=true` is the triage queue (firing, on no incident)."""
-    alerts, next_cursor = await service.list_alerts(
+    alerts, next_cursor = await queries.list_alerts(
         session,
         status=status or None,
         source=source or None,
@@ -244,32 +238,32 @@ async def list_alerts(
 @api_v1.get("/alerts/{alert_id}", response_model=AlertDetailOut)
 async def get_alert(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertDetailOut:
     """One alert with the raw payload it last came with."""
-    return AlertDetailOut.of(await service.get_alert(session, alert_id=alert_id))
+    return AlertDetailOut.of(await queries.get_alert(session, alert_id=alert_id))
 
 
 @api_v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
 async def acknowledge(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Acknowledge an alert (who and when are kept); 409 if it already was."""
-    return AlertOut.of(await service.acknowledge_alert(session, actor=user, alert_id=alert_id))
+    return AlertOut.of(await triage.acknowledge_alert(session, actor=user, alert_id=alert_id))
 
 
 @api_v1.put("/alerts/{alert_id}/incident", response_model=AlertOut)
 async def link(alert_id: AlertId, body: LinkIn, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Put the alert on an incident by hand."""
-    return AlertOut.of(await service.link_alert(session, actor=user, alert_id=alert_id, ref=body.incident))
+    return AlertOut.of(await triage.link_alert(session, actor=user, alert_id=alert_id, ref=body.incident))
 
 
 @api_v1.delete("/alerts/{alert_id}/incident", response_model=AlertOut)
 async def unlink(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Take the alert off its incident; it stays in the triage queue."""
-    return AlertOut.of(await service.unlink_alert(session, actor=user, alert_id=alert_id))
+    return AlertOut.of(await triage.unlink_alert(session, actor=user, alert_id=alert_id))
 
 
 @api_v1.get("/alert-dead-letters", response_model=DeadLetterPage)
 async def dead_letters(session: SessionDep, user: CurrentUser) -> DeadLetterPage:
     """Refused deliveries with their reason, masked headers and body (admins)."""
-    letters = await service.list_dead_letters(session, actor=user)
-    return DeadLetterPage(items=[DeadLetterOut.of(d) for d in letters])
+    found = await letters.list_dead_letters(session, actor=user)
+    return DeadLetterPage(items=[DeadLetterOut.of(d) for d in found])
 
 
 @api_v1.post("/alert-dead-letters/{letter_id}/replay", response_model=DeadLetterOut)
@@ -277,7 +271,7 @@ async def replay(
     letter_id: AlertId, session: SessionDep, user: CurrentUser, config: ConfigDep
 ) -> DeadLetterOut:
     """Ingest a refused delivery again with the current configuration (admins)."""
-    letter = await service.replay_dead_letter(session, config=config, actor=user, letter_id=letter_id)
+    letter = await letters.replay_dead_letter(session, config=config, actor=user, letter_id=letter_id)
     return DeadLetterOut.of(letter)
 
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from app import clock
-from app.alerts import service
+from app.alerts import dead_letters as letters
+from app.alerts import queries, sources, triage
 from app.alerts.api import ConfigDep
 from app.alerts.schemas import AlertId
 from app.auth.deps import CurrentUser
@@ -23,11 +24,12 @@ Ref = Annotated[str, Form(max_length=32)]
 Back = Annotated[str, Form(max_length=500)]
 
 
-def _back(back: str, fallback: str) -> str:
-    """Only our own alert and incident pages are places to go back to."""
+def _back(back: str, alert_id: int) -> str:
+    """Where to go after a change to an alert: `back` if it is one of our own alert and incident
+    pages, else the alert's page."""
     if back.startswith(("/alerts", "/incidents/")) and "//" not in back and "\\" not in back:
         return back
-    return fallback
+    return f"/alerts/{alert_id}"
 
 
 def _since(text: str | None) -> datetime | None:
@@ -54,7 +56,7 @@ async def alert_history(
     view: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
     unrouted = view == "unrouted"
-    alerts, _ = await service.list_alerts(
+    alerts, _ = await queries.list_alerts(
         session,
         status=status or None,
         source=source or None,
@@ -65,9 +67,9 @@ async def alert_history(
     )
     context = {
         "alerts": alerts,
-        "unrouted_count": await service.count_unrouted(session),
-        "sources": await service.list_sources(session),
-        "statuses": service.STATUS_LABELS,
+        "unrouted_count": await queries.count_unrouted(session),
+        "sources": await queries.list_sources(session),
+        "statuses": queries.STATUS_LABELS,
         "filters": {
             "status": status or "",
             "source": source or "",
@@ -82,8 +84,8 @@ async def alert_history(
 
 @router.get("/alerts/dead-letters")
 async def dead_letters(request: Request, session: SessionDep, user: CurrentUser) -> Response:
-    letters = await service.list_dead_letters(session, actor=user)
-    return render(request, "alerts/dead_letters.html", {"letters": letters})
+    found = await letters.list_dead_letters(session, actor=user)
+    return render(request, "alerts/dead_letters.html", {"letters": found})
 
 
 @router.get("/alerts/sources")
@@ -92,54 +94,45 @@ async def sources_page(
 ) -> Response:
     """The configured alert sources (admins): endpoints, masked credentials, rate limits, routing
     and what arrived. Read-only: sources live in icc.toml."""
-    sources = await service.describe_sources(session, config=config, actor=user)
+    overview = await sources.describe_sources(session, config=config, actor=user)
     base = str(request.base_url).rstrip("/")
-    return render(request, "alerts/sources.html", {"sources": sources, "base_url": base})
+    return render(request, "alerts/sources.html", {"sources": overview, "base_url": base})
 
 
 @router.post("/alerts/dead-letters/{letter_id}/replay")
 async def replay(
     request: Request, session: SessionDep, user: CurrentUser, config: ConfigDep, letter_id: AlertId
 ) -> Response:
-    await service.replay_dead_letter(session, config=config, actor=user, letter_id=letter_id)
+    await letters.replay_dead_letter(session, config=config, actor=user, letter_id=letter_id)
     return see_other("/alerts/dead-letters")
 
 
 @router.get("/alerts/{alert_id}")
 async def alert_page(request: Request, session: SessionDep, user: CurrentUser, alert_id: AlertId) -> Response:
-    alert = await service.get_alert(session, alert_id=alert_id)
+    alert = await queries.get_alert(session, alert_id=alert_id)
     context = {
         "a": alert,
-        "statuses": service.STATUS_LABELS,
+        "statuses": queries.STATUS_LABELS,
         "raw": json.dumps(alert.raw, indent=2, ensure_ascii=False),
     }
     return render(request, "alerts/detail.html", context)
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
-async def acknowledge(
-    request: Request, session: SessionDep, user: CurrentUser, alert_id: AlertId, back: Back = ""
-) -> Response:
-    await service.acknowledge_alert(session, actor=user, alert_id=alert_id)
-    return see_other(_back(back, f"/alerts/{alert_id}"))
+async def acknowledge(session: SessionDep, user: CurrentUser, alert_id: AlertId, back: Back = "") -> Response:
+    await triage.acknowledge_alert(session, actor=user, alert_id=alert_id)
+    return see_other(_back(back, alert_id))
 
 
 @router.post("/alerts/{alert_id}/link")
 async def link(
-    request: Request,
-    session: SessionDep,
-    user: CurrentUser,
-    alert_id: AlertId,
-    incident: Ref,
-    back: Back = "",
+    session: SessionDep, user: CurrentUser, alert_id: AlertId, incident: Ref, back: Back = ""
 ) -> Response:
-    await service.link_alert(session, actor=user, alert_id=alert_id, ref=incident)
-    return see_other(_back(back, f"/alerts/{alert_id}"))
+    await triage.link_alert(session, actor=user, alert_id=alert_id, ref=incident)
+    return see_other(_back(back, alert_id))
 
 
 @router.post("/alerts/{alert_id}/unlink")
-async def unlink(
-    request: Request, session: SessionDep, user: CurrentUser, alert_id: AlertId, back: Back = ""
-) -> Response:
-    await service.unlink_alert(session, actor=user, alert_id=alert_id)
-    return see_other(_back(back, f"/alerts/{alert_id}"))
+async def unlink(session: SessionDep, user: CurrentUser, alert_id: AlertId, back: Back = "") -> Response:
+    await triage.unlink_alert(session, actor=user, alert_id=alert_id)
+    return see_other(_back(back, alert_id))

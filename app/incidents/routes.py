@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 from app import clock, schemas
 from app.actions import service as actions
-from app.alerts import service as alerts
+from app.alerts import changes as alert_changes
+from app.alerts import queries as alerts
 from app.auth import service as accounts
 from app.auth.deps import CurrentUser
 from app.db import SessionDep
@@ -80,7 +81,7 @@ async def _incident_page(
         ),
         "run_labels": actions.STATE_LABELS,
         "linked": await alerts.alerts_of_incident(session, incident=detail.incident),
-        "changes": await alerts.changes_for_incident(session, incident=detail.incident),
+        "changes": await alert_changes.changes_for_incident(session, incident=detail.incident),
         "runbook": await runbooks.get_runbook(session, key=open_key) if open_key and not blocks else None,
         "d": detail,
         "i": detail.incident,
