@@ -5,13 +5,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import openapi
 from app.actions import api as actions_api
 from app.actions import routes as actions_routes
 from app.actions.catalog import get_catalog
@@ -39,10 +41,18 @@ from app.status import api as status_api
 from app.status import routes as status_routes
 from app.status.cache import MAX_AGE_SECONDS, send_public_copy
 from app.status.config import get_status_config
-from app.web import EXCEPTION_HANDLERS, RefuseUndecodableForms, error_response, render
+from app.web import EXCEPTION_HANDLERS, RefuseUndecodableForms, error_response, refuse_repeated_query, render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY_BYTES = 1024 * 1024
+API_DESCRIPTION = (
+    "Run incidents: declare, change severity and status, assign roles, log the timeline, run "
+    "remediation actions, post stakeholder updates, take alerts in. Authenticate with "
+    "`Authorization: Bearer <token>` (`icc token create`). Every refusal is "
+    '`{"detail": "...", "code": "..."}` with the status each operation declares (on PagerDuty\'s '
+    "paths, PagerDuty's own error body); any operation may also answer 503 while the database "
+    "is unreachable, and an undeclared method 405 with `Allow`."
+)
 
 
 class BodySizeLimit:
@@ -109,6 +119,9 @@ class CommandCenter(FastAPI):
                 return
         await super().__call__(scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        return openapi.document(self)
+
 
 def create_app(database_url: str | None = None) -> FastAPI:
     settings = get_settings()
@@ -147,10 +160,12 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app = CommandCenter(
         title="Incident command center",
         version="0.1.0",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served below from the pinned Swagger UI in /static, under the site's CSP
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
+        dependencies=[Depends(refuse_repeated_query)],
     )
     app.state.settings = settings
     app.state.security_headers = security_headers(secure_cookies=settings.secure_cookies)

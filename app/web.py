@@ -18,9 +18,10 @@ from jinja2_fragments.fastapi import Jinja2Blocks
 from markupsafe import Markup
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import DomainError, NotAuthenticated
+from app.errors import DomainError, InvalidInput, NotAuthenticated
 from app.markdown import render_markdown
 
 log = logging.getLogger("icc")
@@ -50,7 +51,22 @@ templates.env.filters["iso"] = _iso
 
 
 def is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    """Our JSON API, and PagerDuty's Events API at its own paths (/v2/enqueue)."""
+    return request.url.path.startswith(("/api/", "/v2/"))
+
+
+def refuse_repeated_query(request: Request) -> None:
+    """A query parameter an API route declares takes one value: given twice it is refused (422)
+    rather than read as its last value, as the OpenAPI document declares each as one value.
+    Routes that declare no 422 (PagerDuty's, which answer in PagerDuty's words) are left alone."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or 422 not in (getattr(route, "responses", None) or {}):
+        return
+    declared = {param.alias for param in dependant.query_params}
+    names = [name for name, _ in request.query_params.multi_items() if name in declared]
+    if repeated := next((name for name in names if names.count(name) > 1), None):
+        raise InvalidInput(f"{repeated}: give this query parameter once.", field=repeated)
 
 
 def wants_fragment(request: Request) -> bool:
@@ -224,6 +240,16 @@ def _undecodable_body(exc: HTTPException) -> str | None:
     return None
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path: Starlette's 405 names only the first route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": ""})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def handle_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400 and (problem := _undecodable_body(exc)):
@@ -231,7 +257,11 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     messages = {404: "There is nothing at this address.", 405: "That method is not allowed here."}
     message = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else None
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "error")
-    return error_response(request, exc.status_code, message or messages.get(exc.status_code, "Error."), code)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    text = message or messages.get(exc.status_code, "Error.")
+    return error_response(request, exc.status_code, text, code, headers=headers or None)
 
 
 async def handle_database_down(request: Request, exc: Exception) -> Response:

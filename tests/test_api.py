@@ -216,14 +216,14 @@ async def test_a_sev4_incident_is_acknowledged_within_one_business_day_and_has_n
 BAD_DECLARATIONS = [
     ({"title": "", "severity": "SEV1"}, "Title is required"),
     ({"title": "   ", "severity": "SEV1"}, "Title is required"),
-    ({"title": "x" * 201, "severity": "SEV1"}, "too long"),
+    ({"title": "x" * 201, "severity": "SEV1"}, "title: String should have at most 200 characters"),
     ({"title": "Outage", "severity": "SEV9"}, "SEV1, SEV2, SEV3, SEV4"),
     ({"title": "Outage", "severity": "SEV1", "impact": "high"}, "impact"),
     ({"title": 5, "severity": "SEV1"}, "title"),
     ({"title": "Outage", "severity": "SEV1", "services": "checkout"}, "services"),
     ({"title": "Outage", "severity": "SEV1", "services": [1]}, "services"),
     ({"title": "Outage", "severity": "SEV1", "services": ["no!such?service"]}, "not a valid name"),
-    ({"title": "Outage", "severity": "SEV1", "summary": "x" * 10_001}, "too long"),
+    ({"title": "Outage", "severity": "SEV1", "summary": "x" * 10_001}, "summary: String should have at most"),
     ({"severity": "SEV1"}, "title"),
 ]
 

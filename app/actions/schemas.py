@@ -9,14 +9,14 @@ from pydantic import BaseModel, Field
 from app.actions.catalog import ActionSpec
 from app.actions.service import RunView
 from app.incidents.schemas import MAX_ID, PersonOut
-from app.schemas import Strict, Text
+from app.schemas import Strict, Text, limited
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class ConfirmIn(Strict):
     confirm_token: Text = Field(max_length=200)
-    typed_name: Text | None = Field(default=None, max_length=200)
+    typed_name: limited(200) | None = None
 
 
 class ActionOut(BaseModel):

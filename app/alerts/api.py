@@ -3,7 +3,6 @@ dead letters, change events; and PagerDuty's own Events API v2 paths (/v2/enqueu
 /v2/change/enqueue), which its clients find under a base URL. Thin: every rule is in the
 package's service modules (intake, queries, triage, dead_letters, changes)."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,20 +31,75 @@ from app.auth.deps import CurrentUser
 from app.db import SessionDep
 from app.errors import RateLimited
 from app.incidents.schemas import RowId
+from app.openapi import CHANGE, CHANGE_WITH_BODY, READ, READ_ONE, errors
+from app.schemas import Timestamp, limited, one_of
 
 api_v1 = APIRouter(prefix="/api/v1", tags=["alerts"])
 events_api = APIRouter(tags=["alerts"])  # PagerDuty's paths, at the product's root
 
-JSON_BODY = {
-    "requestBody": {
+
+def _body(description: str, schema: dict[str, object] | None = None) -> dict[str, object]:
+    """A sender's JSON body: any object in its own format, read as app/alerts/adapters.py reads it."""
+    object_schema = {"type": "object", "additionalProperties": True, **(schema or {})}
+    return {
         "required": True,
-        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+        "description": description,
+        "content": {"application/json": {"schema": object_schema}},
     }
+
+
+ANY_OBJECT = "Any JSON object (unknown keys are kept)"
+ALERTMANAGER = {
+    "requestBody": _body(ANY_OBJECT + ": Alertmanager's webhook payload (version 4)"),
+    "security": [{"alertmanagerToken": []}, {"sourceBasicAuth": []}],
 }
-PAGERDUTY_ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": PagerDutyErrorOut, "description": "Invalid event (the errors name the field)"},
-    429: {"model": PagerDutyErrorOut, "description": "Over the source's rate limit: retry after Retry-After"},
+GRAFANA = {
+    "requestBody": _body(ANY_OBJECT + ": Grafana's webhook contact point payload"),
+    "security": [{"grafanaToken": []}, {"sourceBasicAuth": []}],
 }
+GENERIC = {
+    "requestBody": _body(ANY_OBJECT + ", read through the source's field paths (icc.toml)"),
+    "security": [{"alertSignature": []}],
+    "parameters": [
+        {
+            "name": "X-ICC-Timestamp",
+            "in": "header",
+            "required": True,
+            "description": "Unix seconds when it was signed: within 5 minutes of now",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    ],
+}
+PAGERDUTY_EVENT = {
+    "requestBody": _body(
+        "A PagerDuty Events API v2 event; its routing_key, one of the source's keys, is the credential",
+        {
+            "required": ["routing_key", "event_action"],
+            "properties": {
+                "routing_key": {"type": "string"},
+                "event_action": {"type": "string", "enum": ["trigger", "acknowledge", "resolve"]},
+                "dedup_key": {"type": "string"},
+                "payload": {
+                    "type": "object",
+                    "description": "Required for a trigger: summary, source, severity",
+                },
+            },
+        },
+    )
+}
+PAGERDUTY_CHANGE = {
+    "requestBody": _body(
+        "A PagerDuty change event; its routing_key, one of the source's keys, is the credential",
+        {
+            "required": ["routing_key", "payload"],
+            "properties": {"routing_key": {"type": "string"}, "payload": {"type": "object"}},
+        },
+    )
+}
+INTAKE_ERRORS = errors(400, 401, 404, 413, 422, 429)
+GENERIC_ERRORS = errors(400, 401, 404, 409, 413, 422, 429)
+# PagerDuty's paths answer in PagerDuty's words; only the size limit, before any route, is ours.
+PAGERDUTY_ERRORS = {**errors(400, 429, model=PagerDutyErrorOut), **errors(413)}
 
 
 def alert_config_of(request: Request) -> AlertConfig:
@@ -84,8 +138,15 @@ def _accepted(result: intake.IngestResult) -> IngestOut:
     )
 
 
-@api_v1.post("/alerts/alertmanager", response_model=IngestOut, openapi_extra=JSON_BODY)
-@api_v1.post("/alerts/alertmanager/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post(
+    "/alerts/alertmanager", response_model=IngestOut, responses=INTAKE_ERRORS, openapi_extra=ALERTMANAGER
+)
+@api_v1.post(
+    "/alerts/alertmanager/{source}",
+    response_model=IngestOut,
+    responses=INTAKE_ERRORS,
+    openapi_extra=ALERTMANAGER,
+)
 async def alertmanager_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> IngestOut:
@@ -93,10 +154,14 @@ async def alertmanager_webhook(
     return _accepted(await _ingest(request, session, config, "alertmanager", source))
 
 
-@api_v1.post("/alerts/grafana", response_model=IngestOut, openapi_extra=JSON_BODY)
-@api_v1.put("/alerts/grafana", response_model=IngestOut, openapi_extra=JSON_BODY)
-@api_v1.post("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
-@api_v1.put("/alerts/grafana/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/grafana", response_model=IngestOut, responses=INTAKE_ERRORS, openapi_extra=GRAFANA)
+@api_v1.put("/alerts/grafana", response_model=IngestOut, responses=INTAKE_ERRORS, openapi_extra=GRAFANA)
+@api_v1.post(
+    "/alerts/grafana/{source}", response_model=IngestOut, responses=INTAKE_ERRORS, openapi_extra=GRAFANA
+)
+@api_v1.put(
+    "/alerts/grafana/{source}", response_model=IngestOut, responses=INTAKE_ERRORS, openapi_extra=GRAFANA
+)
 async def grafana_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> IngestOut:
@@ -104,9 +169,19 @@ async def grafana_webhook(
     return _accepted(await _ingest(request, session, config, "grafana", source))
 
 
-@api_v1.post("/alerts/pagerduty", status_code=202, response_model=PagerDutyOut, openapi_extra=JSON_BODY)
 @api_v1.post(
-    "/alerts/pagerduty/{source}", status_code=202, response_model=PagerDutyOut, openapi_extra=JSON_BODY
+    "/alerts/pagerduty",
+    status_code=202,
+    response_model=PagerDutyOut,
+    responses=INTAKE_ERRORS,
+    openapi_extra=PAGERDUTY_EVENT,
+)
+@api_v1.post(
+    "/alerts/pagerduty/{source}",
+    status_code=202,
+    response_model=PagerDutyOut,
+    responses=INTAKE_ERRORS,
+    openapi_extra=PAGERDUTY_EVENT,
 )
 async def pagerduty_event(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
@@ -133,14 +208,14 @@ def _pagerduty_refusal(exc: InvalidEvent | RateLimited) -> JSONResponse:
     status_code=202,
     response_model=PagerDutyOut,
     responses=PAGERDUTY_ERRORS,
-    openapi_extra=JSON_BODY,
+    openapi_extra=PAGERDUTY_EVENT,
 )
 @api_v1.post(
     "/alerts/pagerduty/{source}/v2/enqueue",
     status_code=202,
     response_model=PagerDutyOut,
     responses=PAGERDUTY_ERRORS,
-    openapi_extra=JSON_BODY,
+    openapi_extra=PAGERDUTY_EVENT,
 )
 async def pagerduty_events_api(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
@@ -159,14 +234,14 @@ async def pagerduty_events_api(
     status_code=202,
     response_model=PagerDutyChangeOut,
     responses=PAGERDUTY_ERRORS,
-    openapi_extra=JSON_BODY,
+    openapi_extra=PAGERDUTY_CHANGE,
 )
 @api_v1.post(
     "/alerts/pagerduty/{source}/v2/change/enqueue",
     status_code=202,
     response_model=PagerDutyChangeOut,
     responses=PAGERDUTY_ERRORS,
-    openapi_extra=JSON_BODY,
+    openapi_extra=PAGERDUTY_CHANGE,
 )
 async def pagerduty_change_event(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
@@ -182,12 +257,12 @@ async def pagerduty_change_event(
     return PagerDutyChangeOut(id=str(event.id))
 
 
-@api_v1.get("/change-events", response_model=ChangeEventPage)
+@api_v1.get("/change-events", response_model=ChangeEventPage, responses=READ)
 async def list_change_events(
     session: SessionDep,
     user: CurrentUser,
-    service_name: Annotated[str | None, Query(alias="service", max_length=64)] = None,
-    since: datetime | None = None,
+    service_name: Annotated[limited(64) | None, Query(alias="service")] = None,
+    since: Timestamp | None = None,
     cursor: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ChangeEventPage:
@@ -198,8 +273,10 @@ async def list_change_events(
     return ChangeEventPage(items=[ChangeEventOut.of(e) for e in events], next_cursor=next_cursor)
 
 
-@api_v1.post("/alerts/generic", response_model=IngestOut, openapi_extra=JSON_BODY)
-@api_v1.post("/alerts/generic/{source}", response_model=IngestOut, openapi_extra=JSON_BODY)
+@api_v1.post("/alerts/generic", response_model=IngestOut, responses=GENERIC_ERRORS, openapi_extra=GENERIC)
+@api_v1.post(
+    "/alerts/generic/{source}", response_model=IngestOut, responses=GENERIC_ERRORS, openapi_extra=GENERIC
+)
 async def generic_webhook(
     request: Request, session: SessionDep, config: ConfigDep, source: str | None = None
 ) -> IngestOut:
@@ -207,15 +284,15 @@ async def generic_webhook(
     return _accepted(await _ingest(request, session, config, "generic", source))
 
 
-@api_v1.get("/alerts", response_model=AlertPage)
+@api_v1.get("/alerts", response_model=AlertPage, responses=READ)
 async def list_alerts(
     session: SessionDep,
     user: CurrentUser,
-    status: Annotated[str | None, Query(max_length=16)] = None,
-    source: Annotated[str | None, Query(max_length=64)] = None,
-    service_name: Annotated[str | None, Query(alias="service", max_length=64)] = None,
-    since: datetime | None = None,
-    incident: Annotated[str | None, Query(max_length=32)] = None,
+    status: Annotated[limited(16) | None, one_of(("", "firing", "resolved"))] = None,
+    source: limited(64) | None = None,
+    service_name: Annotated[limited(64) | None, Query(alias="service")] = None,
+    since: Timestamp | None = None,
+    incident: limited(32) | None = None,
     unrouted: bool = False,
     cursor: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -235,38 +312,38 @@ async def list_alerts(
     return AlertPage(items=[AlertOut.of(a) for a in alerts], next_cursor=next_cursor)
 
 
-@api_v1.get("/alerts/{alert_id}", response_model=AlertDetailOut)
+@api_v1.get("/alerts/{alert_id:int}", response_model=AlertDetailOut, responses=READ_ONE)
 async def get_alert(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertDetailOut:
     """One alert with the raw payload it last came with."""
     return AlertDetailOut.of(await queries.get_alert(session, alert_id=alert_id))
 
 
-@api_v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+@api_v1.post("/alerts/{alert_id:int}/acknowledge", response_model=AlertOut, responses=CHANGE)
 async def acknowledge(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Acknowledge an alert (who and when are kept); 409 if it already was."""
     return AlertOut.of(await triage.acknowledge_alert(session, actor=user, alert_id=alert_id))
 
 
-@api_v1.put("/alerts/{alert_id}/incident", response_model=AlertOut)
+@api_v1.put("/alerts/{alert_id:int}/incident", response_model=AlertOut, responses=CHANGE_WITH_BODY)
 async def link(alert_id: AlertId, body: LinkIn, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Put the alert on an incident by hand."""
     return AlertOut.of(await triage.link_alert(session, actor=user, alert_id=alert_id, ref=body.incident))
 
 
-@api_v1.delete("/alerts/{alert_id}/incident", response_model=AlertOut)
+@api_v1.delete("/alerts/{alert_id:int}/incident", response_model=AlertOut, responses=CHANGE)
 async def unlink(alert_id: AlertId, session: SessionDep, user: CurrentUser) -> AlertOut:
     """Take the alert off its incident; it stays in the triage queue."""
     return AlertOut.of(await triage.unlink_alert(session, actor=user, alert_id=alert_id))
 
 
-@api_v1.get("/alert-dead-letters", response_model=DeadLetterPage)
+@api_v1.get("/alert-dead-letters", response_model=DeadLetterPage, responses=errors(401, 403))
 async def dead_letters(session: SessionDep, user: CurrentUser) -> DeadLetterPage:
     """Refused deliveries with their reason, masked headers and body (admins)."""
     found = await letters.list_dead_letters(session, actor=user)
     return DeadLetterPage(items=[DeadLetterOut.of(d) for d in found])
 
 
-@api_v1.post("/alert-dead-letters/{letter_id}/replay", response_model=DeadLetterOut)
+@api_v1.post("/alert-dead-letters/{letter_id}/replay", response_model=DeadLetterOut, responses=CHANGE)
 async def replay(
     letter_id: AlertId, session: SessionDep, user: CurrentUser, config: ConfigDep
 ) -> DeadLetterOut:

@@ -7,6 +7,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.alerts.models import Alert, AlertDeadLetter, ChangeEvent
+from app.schemas import Text
 
 MAX_ID = 2**31 - 1
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -14,7 +15,7 @@ AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    incident: str = Field(max_length=32, description="The incident reference, e.g. INC-20261123-01")
+    incident: Text = Field(max_length=32, description="The incident reference, e.g. INC-20261123-01")
 
 
 class AlertOut(BaseModel):

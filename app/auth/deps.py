@@ -4,18 +4,24 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import service
 from app.auth.models import User
 from app.db import SessionDep
 from app.errors import NotAuthenticated, NotPermitted
+from app.openapi import BEARER_DESCRIPTION
 
 SESSION_COOKIE = "icc_session"
 HOST_ONLY_PREFIX = "__Host-"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# `Authorization: Bearer <token>`; declared by current_user, so the OpenAPI document names it
+# (bearerAuth) on every operation that needs a user.
+bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth", description=BEARER_DESCRIPTION)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
 def cookie_name(request: Request, name: str) -> str:
@@ -32,13 +38,14 @@ class Principal:
     csrf_token: str | None  # None for bearer tokens, which a browser never sends on its own
 
 
-async def _identify(request: Request, session: SessionDep) -> Principal | None:
+async def _identify(
+    request: Request, session: SessionDep, credentials: HTTPAuthorizationCredentials | None
+) -> Principal | None:
     if hasattr(request.state, "principal"):
         return request.state.principal
     principal = None
-    authorization = request.headers.get("Authorization", "")
-    if authorization.lower().startswith("bearer "):
-        user = await service.resolve_api_token(session, token=authorization[7:].strip())
+    if credentials is not None:
+        user = await service.resolve_api_token(session, token=credentials.credentials.strip())
         if user is None:
             raise NotAuthenticated("The API token is not valid or was revoked.")
         principal = Principal(user=user, csrf_token=None)
@@ -66,12 +73,12 @@ async def _check_csrf(request: Request, principal: Principal) -> None:
 
 
 async def optional_principal(request: Request, session: SessionDep) -> Principal | None:
-    return await _identify(request, session)
+    return await _identify(request, session, await bearer(request))
 
 
-async def current_user(request: Request, session: SessionDep) -> User:
+async def current_user(request: Request, session: SessionDep, credentials: BearerCredentials) -> User:
     """The signed-in user; unsafe requests from a browser must carry the CSRF token."""
-    principal = await _identify(request, session)
+    principal = await _identify(request, session, credentials)
     if principal is None:
         raise NotAuthenticated(
             "Sign in first."

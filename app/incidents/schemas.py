@@ -7,33 +7,56 @@ from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from app.auth.models import User
-from app.config import SeverityPolicy
-from app.incidents.models import TimelineEntry
-from app.incidents.service import IncidentDetail, IncidentRow
+from app.config import SeverityPolicy, get_policy
+from app.incidents.models import ENTRY_KINDS_WRITTEN, ROLES, SINGLE_ROLES, STATUSES, TimelineEntry
+from app.incidents.service import (
+    MAX_BODY,
+    MAX_REASON,
+    MAX_SERVICES,
+    MAX_SUMMARY,
+    MAX_TITLE,
+    IncidentDetail,
+    IncidentRow,
+)
 from app.incidents.timers import Timer
-from app.schemas import Strict, Text, Timestamp
+from app.schemas import WHITESPACE, Documented, RequiredText, Strict, Text, Timestamp, limited, one_of
+from app.status.service import MAX_UPDATE
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 RowId = Annotated[int, Query(ge=0, le=MAX_ID)]
 EntryId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# Strict: JSON's true and false only (pydantic would also read "yes", 1 and "off").
+Flag = Annotated[bool, Field(strict=True)]
+
+Severity = Annotated[Text, one_of(lambda: get_policy().severities)]
+Status = Annotated[Text, one_of(STATUSES)]
+Role = Annotated[Text, one_of(ROLES)]
+SingleRole = Annotated[Text, one_of(SINGLE_ROLES)]  # an SME is removed by email
+# After trimming: ASCII letters and digits, "-", "_", ".", "/" and spaces (blank ones are skipped).
+ServiceName = Annotated[
+    Text,
+    Field(max_length=64),
+    Documented({"pattern": rf"^[{WHITESPACE}]*[A-Za-z0-9_. /-]*[{WHITESPACE}]*$"}),
+]
 
 
 class DeclareIn(Strict):
-    title: Text
-    severity: Text
-    summary: Text | None = None
-    services: list[Text] | None = None
+    title: RequiredText = Field(max_length=MAX_TITLE)
+    severity: Severity
+    summary: limited(MAX_SUMMARY) | None = None
+    services: list[ServiceName] | None = Field(default=None, max_length=MAX_SERVICES)
 
 
 class SeverityIn(Strict):
-    severity: Text
-    reason: Text
+    severity: Severity
+    reason: RequiredText = Field(max_length=MAX_REASON)
 
 
 class StatusIn(Strict):
-    status: Text
-    reason: Text | None = None
-    public_update: Text | None = None  # posted in the same step; resolving a public incident needs it
+    status: Status
+    reason: limited(MAX_REASON) | None = None
+    # posted in the same step; resolving a public incident needs it
+    public_update: limited(MAX_UPDATE, RequiredText) | None = None
 
 
 class RoleIn(Strict):
@@ -41,22 +64,24 @@ class RoleIn(Strict):
 
 
 class ChecklistIn(Strict):
-    done: bool
+    done: Flag
 
 
 class TimelineIn(Strict):
-    kind: Text = "note"
-    body: Text
-    occurred_at: Timestamp | None = None
-    client_key: Text | None = Field(default=None, max_length=64)
+    kind: Annotated[Text, one_of(ENTRY_KINDS_WRITTEN)] = "note"
+    body: RequiredText = Field(max_length=MAX_BODY)
+    occurred_at: Timestamp | None = Field(
+        default=None, description="When it happened: within the last 30 days, not in the future"
+    )
+    client_key: limited(64) | None = None
 
 
 class TimelineEditIn(Strict):
-    body: Text
+    body: RequiredText = Field(max_length=MAX_BODY)
 
 
 class RedactIn(Strict):
-    reason: Text
+    reason: RequiredText = Field(max_length=MAX_REASON)
 
 
 class SeverityOut(BaseModel):

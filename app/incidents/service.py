@@ -1,5 +1,6 @@
 """The incident service: every rule about incidents lives here, for pages and API alike."""
 
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +57,9 @@ MAX_SUMMARY = 10_000
 MAX_BODY = 20_000
 MAX_REASON = 1_000
 MAX_SERVICES = 20
+# ASCII, as a service's name is in Alertmanager's labels, deployments and URLs (and so the API's
+# schema can say it as a pattern).
+SERVICE_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_. /")
 BACKDATE_LIMIT = timedelta(days=30)
 FUTURE_TOLERANCE = timedelta(minutes=2)
 
@@ -105,14 +109,15 @@ def _clean_services(services: Sequence[str] | str | None) -> list[str]:
         services = services.replace("\n", ",").split(",")
     cleaned: list[str] = []
     for raw in services:
-        name = raw.strip().lower()
+        name = raw.strip()
         if not name:
             continue
-        if len(name) > 64 or not all(c.isalnum() or c in "-_. /" for c in name):
+        if len(name) > 64 or not all(c in SERVICE_NAME_CHARACTERS for c in name):
             raise InvalidInput(
-                f"Service {raw.strip()[:64]!r} is not a valid name: use letters, digits, '-', '_', '.'.",
+                f"Service {name[:64]!r} is not a valid name: use letters, digits, '-', '_', '.'.",
                 field="services",
             )
+        name = name.lower()
         if name not in cleaned:
             cleaned.append(name)
     if len(cleaned) > MAX_SERVICES:

@@ -3,32 +3,59 @@
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
-from app.incidents.schemas import PersonOut
-from app.schemas import Strict, Text
+from app.incidents.schemas import Flag, PersonOut, Status
+from app.openapi import CHANGE, CHANGE_WITH_BODY, READ_ONE, errors
+from app.schemas import RequiredText, Strict, Text, one_of
 from app.status import service
 from app.status.cache import SUMMARY, V2_PATHS, Cached, cached_response, rendered
+from app.status.config import get_status_config
+from app.status.models import IMPACTS
 from app.status.routes import check_access, current_snapshot
+from app.status.schemas import (
+    StatuspageComponents,
+    StatuspageStatusDocument,
+    StatuspageSummary,
+    StatuspageUnresolved,
+    StatusSummary,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["status"])
 statuspage = APIRouter(prefix="/api/v2", tags=["statuspage"])
 
 
 class UpdateIn(Strict):
-    body: Text
-    public: bool = True
-    status: Text | None = None
+    body: RequiredText = Field(max_length=service.MAX_UPDATE)
+    public: Flag = True
+    status: Status | None = None
 
 
 class ImpactIn(Strict):
-    impact: Text
+    impact: Annotated[Text, one_of(IMPACTS)]
+
+
+Component = Annotated[Text, one_of(lambda: [c.key for c in get_status_config().components])]
+PUBLIC_COPY = {
+    "description": "The document, or 304 when the client's copy is current",
+    "headers": {
+        "ETag": {"description": "The copy's entity tag", "schema": {"type": "string"}},
+        "Last-Modified": {"description": "The copy's last change", "schema": {"type": "string"}},
+    },
+}
+
+
+def public_copy(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The answers of a public status document: 200 (that shape) or 304, 401 when the page
+    requires a sign-in."""
+    return {200: {**PUBLIC_COPY, "model": model}, 304: PUBLIC_COPY, **errors(401)}
 
 
 class PublicationOut(BaseModel):
@@ -210,7 +237,7 @@ async def _json_copy(
 
 
 @router.head("/status", include_in_schema=False)  # uptime checkers often send HEAD
-@router.get("/status")
+@router.get("/status", response_class=Response, responses=public_copy(StatusSummary))
 async def status_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """The public status in the shape of Statuspage's summary.json (no login unless configured),
     with the page's own sentence as `status.description`."""
@@ -218,7 +245,7 @@ async def status_summary(request: Request, session: SessionDep, principal: Optio
 
 
 @statuspage.head("/summary.json", include_in_schema=False)
-@statuspage.get("/summary.json")
+@statuspage.get("/summary.json", response_class=Response, responses=public_copy(StatuspageSummary))
 async def statuspage_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """Statuspage's summary.json: page, components (groups included), unresolved incidents, status."""
     return await _json_copy(
@@ -227,7 +254,7 @@ async def statuspage_summary(request: Request, session: SessionDep, principal: O
 
 
 @statuspage.head("/status.json", include_in_schema=False)
-@statuspage.get("/status.json")
+@statuspage.get("/status.json", response_class=Response, responses=public_copy(StatuspageStatusDocument))
 async def statuspage_status(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """Statuspage's status.json: the page and its overall indicator."""
     return await _json_copy(
@@ -240,7 +267,7 @@ async def statuspage_status(request: Request, session: SessionDep, principal: Op
 
 
 @statuspage.head("/components.json", include_in_schema=False)
-@statuspage.get("/components.json")
+@statuspage.get("/components.json", response_class=Response, responses=public_copy(StatuspageComponents))
 async def statuspage_components(
     request: Request, session: SessionDep, principal: OptionalPrincipal
 ) -> Response:
@@ -255,7 +282,9 @@ async def statuspage_components(
 
 
 @statuspage.head("/incidents/unresolved.json", include_in_schema=False)
-@statuspage.get("/incidents/unresolved.json")
+@statuspage.get(
+    "/incidents/unresolved.json", response_class=Response, responses=public_copy(StatuspageUnresolved)
+)
 async def statuspage_unresolved(
     request: Request, session: SessionDep, principal: OptionalPrincipal
 ) -> Response:
@@ -270,7 +299,9 @@ async def statuspage_unresolved(
     )
 
 
-@router.post("/incidents/{ref}/updates", status_code=201, response_model=UpdateOut)
+@router.post(
+    "/incidents/{ref}/updates", status_code=201, response_model=UpdateOut, responses=CHANGE_WITH_BODY
+)
 async def post_update(ref: Text, body: UpdateIn, session: SessionDep, user: CurrentUser) -> UpdateOut:
     """Post a stakeholder update (Comms Lead or IC); resets the update timer."""
     update = await service.post_update(
@@ -286,7 +317,7 @@ async def post_update(ref: Text, body: UpdateIn, session: SessionDep, user: Curr
     )
 
 
-@router.get("/incidents/{ref}/updates", response_model=list[UpdateOut])
+@router.get("/incidents/{ref}/updates", response_model=list[UpdateOut], responses=READ_ONE)
 async def list_updates(ref: Text, session: SessionDep, user: CurrentUser) -> list[UpdateOut]:
     """Every update of an incident, public and internal, newest first."""
     return [
@@ -302,30 +333,35 @@ async def list_updates(ref: Text, session: SessionDep, user: CurrentUser) -> lis
     ]
 
 
-@router.put("/incidents/{ref}/impacts/{component}", status_code=204)
+@router.put(
+    "/incidents/{ref}/impacts/{component}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(400, 401, 403, 404, 413, 422),
+)
 async def set_impact(
-    ref: Text, component: Text, body: ImpactIn, session: SessionDep, user: CurrentUser
+    ref: Text, component: Component, body: ImpactIn, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Set how the incident affects a status-page component (`none` clears it)."""
     await service.set_impact(session, actor=user, ref=ref, component=component, impact=body.impact)
     return Response(status_code=204)
 
 
-@router.get("/incidents/{ref}/publication", response_model=PublicationOut)
-async def get_publication(ref: str, session: SessionDep, user: CurrentUser) -> PublicationOut:
+@router.get("/incidents/{ref}/publication", response_model=PublicationOut, responses=READ_ONE)
+async def get_publication(ref: Text, session: SessionDep, user: CurrentUser) -> PublicationOut:
     """Whether the incident is on the status page, since when, by whom, and its public promise."""
     return PublicationOut.of(await service.publication_of(session, ref=ref))
 
 
-@router.post("/incidents/{ref}/publish", response_model=PublicationOut)
-async def publish(ref: str, session: SessionDep, user: CurrentUser) -> PublicationOut:
+@router.post("/incidents/{ref}/publish", response_model=PublicationOut, responses=CHANGE)
+async def publish(ref: Text, session: SessionDep, user: CurrentUser) -> PublicationOut:
     """Put the incident on the status page (any responder; 409 if it already is)."""
     await service.publish_incident(session, actor=user, ref=ref)
     return PublicationOut.of(await service.publication_of(session, ref=ref))
 
 
-@router.post("/incidents/{ref}/unpublish", response_model=PublicationOut)
-async def unpublish(ref: str, session: SessionDep, user: CurrentUser) -> PublicationOut:
+@router.post("/incidents/{ref}/unpublish", response_model=PublicationOut, responses=CHANGE)
+async def unpublish(ref: Text, session: SessionDep, user: CurrentUser) -> PublicationOut:
     """Take the incident off the status page, history and feed included (409 if it is not on it)."""
     await service.unpublish_incident(session, actor=user, ref=ref)
     return PublicationOut.of(await service.publication_of(session, ref=ref))
