@@ -14,6 +14,7 @@ import psycopg
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import iter_route_contexts
 from jinja2_fragments.fastapi import Jinja2Blocks
 from markupsafe import Markup
 from sqlalchemy.exc import DataError, OperationalError
@@ -243,10 +244,10 @@ def _undecodable_body(exc: HTTPException) -> str | None:
 def _allowed_methods(request: Request) -> str:
     """Every method some route answers at this path: Starlette's 405 names only the first route's."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in iter_route_contexts(request.app.routes):  # included routers' routes too
         match, _ = route.matches({**request.scope, "method": ""})
         if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+            methods |= route.methods or set()
     return ", ".join(sorted(methods))
 
 

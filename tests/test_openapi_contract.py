@@ -44,6 +44,7 @@ REFUSED_BY_RULES = (
 )
 CONFIG = {
     "seed": 20261203,
+    "cache": {"enabled": False},  # nothing kept between runs: each is the same
     "generation": {"max-examples": 4, "no-shrink": True, "deterministic": True},
     "phases": {"stateful": {"enabled": False}},
     "checks": {"enabled": True},
@@ -206,3 +207,28 @@ def test_real_answers_validate_against_the_document(
     assert summary.status_code == 200
     assert summary.json()["status"] == {"indicator": "critical", "description": "Checkout is down"}
     assert [i["impact"] for i in summary.json()["incidents"]] == ["critical"]
+
+
+async def test_an_undeclared_method_is_a_405_naming_every_method_of_the_path_in_our_error_body(
+    client,
+) -> None:
+    wrong = await client.get("/api/v1/alerts/grafana")  # not an alert id: the path takes POST and PUT
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST, PUT"
+    assert wrong.json() == {"detail": "That method is not allowed here.", "code": "method_not_allowed"}
+    pagerduty = await client.request("TRACE", "/v2/enqueue")
+    assert pagerduty.status_code == 405 and pagerduty.headers["allow"] == "POST"
+    assert pagerduty.json()["code"] == "method_not_allowed"
+
+
+async def test_a_time_must_be_an_rfc_3339_date_time_and_a_parameter_comes_once(api_as, responder) -> None:
+    api = await api_as(responder)
+    seconds = await api.get("/api/v1/alerts", params={"since": "0.5"})
+    assert seconds.status_code == 422
+    assert seconds.json()["detail"].startswith("since: should be an RFC 3339 date-time with an offset")
+    assert (
+        await api.get("/api/v1/change-events", params={"since": "2026-11-23T14:02:00Z"})
+    ).status_code == 200
+    twice = await api.get("/api/v1/incidents?status=triage&status=resolved")
+    assert twice.status_code == 422
+    assert twice.json() == {"detail": "status: give this query parameter once.", "code": "invalid_input"}
