@@ -76,9 +76,10 @@ async def optional_principal(request: Request, session: SessionDep) -> Principal
     return await _identify(request, session, await bearer(request))
 
 
-async def current_user(request: Request, session: SessionDep, credentials: BearerCredentials) -> User:
-    """The signed-in user; unsafe requests from a browser must carry the CSRF token."""
-    principal = await _identify(request, session, credentials)
+async def current_user(request: Request, session: SessionDep, credentials: BearerCredentials = None) -> User:
+    """The signed-in user; unsafe requests from a browser must carry the CSRF token. (Streams
+    call it themselves, without `credentials`: the header is then read here.)"""
+    principal = await _identify(request, session, credentials or await bearer(request))
     if principal is None:
         raise NotAuthenticated(
             "Sign in first."
