@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
 os.environ["ICC_ENVIRONMENT"] = "test"
@@ -27,6 +29,12 @@ from app.escalation.config import get_escalation_policy
 from app.main import create_app
 from app.migrate import upgrade_to_head
 from app.status.config import get_status_config
+
+# argon2 at its recommended cost takes about a tenth of a second per hash on this machine, and
+# most tests create a few users and sign some in: in this process, hash at argon2's lowest cost.
+# The servers the tests start as processes keep the recommended cost, and argon2 verifies a hash
+# with the parameters written in it, so either side reads the other's hashes.
+accounts._hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
 
 SERVER_URL = os.environ.get("ICC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-battery"
