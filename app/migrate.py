@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(toml_file=str(ROOT / "pyproject.toml"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    return config
+    """pyproject.toml's [tool.alembic], the configuration the plain `alembic` command reads too,
+    with the database handed to migrations/env.py (which otherwise reads ICC_DATABASE_URL)."""
+    return Config(toml_file=str(ROOT / "pyproject.toml"), attributes={"database_url": database_url})
 
 
 def upgrade_to_head(database_url: str) -> None:

@@ -1,4 +1,10 @@
-"""Alembic environment: the URL comes from the caller (app.migrate) or ICC_DATABASE_URL."""
+"""Alembic environment: the URL comes from the caller (app.migrate) or ICC_DATABASE_URL.
+
+The configuration is pyproject.toml's [tool.alembic] alone, so the plain `alembic` command works
+from the repository's root; there is no alembic.ini to hold a URL or a logging setup.
+"""
+
+import logging
 
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -16,9 +22,15 @@ from app.status import models as _status_models  # noqa: F401 - registers the ta
 
 target_metadata = Base.metadata
 
+if context.config.cmd_opts is not None:
+    # Run as the `alembic` command: say which migrations ran and what autogenerate detected.
+    logging.basicConfig(format="%(levelname)-5.5s [%(name)s] %(message)s")
+    for name in ("alembic.runtime.migration", "alembic.autogenerate"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
 
 def _url() -> str:
-    url = context.config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    url = context.config.attributes.get("database_url") or get_settings().database_url
     if not url:
         raise SystemExit("ICC_DATABASE_URL is not set")
     return url
