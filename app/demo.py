@@ -12,7 +12,7 @@ from app import clock
 from app.auth import service as accounts
 from app.auth.models import User
 from app.incidents import service as incidents
-from app.status import service as status
+from app.status import updates
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - printed for the demo on purpose
 DEMO_LOGINS = (
@@ -86,7 +86,7 @@ async def load_demo(session: AsyncSession) -> bool:
         await incidents.change_status(session, actor=sam, ref=db.ref, status="identified")
         t.append(t[-1] + timedelta(minutes=25))
         await incidents.change_status(session, actor=sam, ref=db.ref, status="monitoring")
-        await status.post_update(
+        await updates.post_update(
             session,
             actor=sam,
             ref=db.ref,
@@ -94,7 +94,7 @@ async def load_demo(session: AsyncSession) -> bool:
             body="Order history is loading slowly. We have found the cause and are applying a fix.",
         )
         t.append(t[-1] + timedelta(minutes=40))
-        await status.post_update(
+        await updates.post_update(
             session,
             actor=sam,
             ref=db.ref,
@@ -133,7 +133,7 @@ async def load_demo(session: AsyncSession) -> bool:
         await incidents.assign_role(
             session, actor=sam, ref=checkout.ref, role="comms_lead", email=admin.email
         )
-        await status.set_public_title(
+        await updates.set_public_title(
             session, actor=admin, ref=checkout.ref, public_title="Checkout failing for many customers"
         )
         t.append(t[-1] + timedelta(minutes=6))
@@ -144,7 +144,7 @@ async def load_demo(session: AsyncSession) -> bool:
             kind="decision",
             body="Roll back payments-api to the previous release.",
         )
-        await status.post_update(
+        await updates.post_update(
             session,
             actor=admin,
             ref=checkout.ref,

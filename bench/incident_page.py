@@ -44,7 +44,7 @@ from app.auth import service as accounts
 from app.config import get_settings
 from app.db import make_engine, make_sessionmaker
 from app.incidents import service as incidents
-from app.status import service as status
+from app.status import updates as status
 
 RESULTS = common.RESULTS_DIR / "incident_page.json"
 PAGE = "incidents/page.html"

@@ -44,7 +44,7 @@ from common import (
 from app.auth import service as accounts
 from app.db import make_engine, make_sessionmaker
 from app.incidents import service as incidents
-from app.status import service as status
+from app.status import updates as status
 
 RESULTS = common.RESULTS_DIR / "status_dashboard.json"
 

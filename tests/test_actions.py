@@ -21,7 +21,7 @@ from app.actions.models import ActionRun
 from app.config import ConfigError, Settings
 from app.incidents import service as incidents
 from app.outbound import SendRefused, address_problem, check_destination
-from app.status import service as status
+from app.status import updates as status
 from tests.conftest import sign_in
 
 API = "/api/v1"

@@ -14,7 +14,7 @@ import pytest
 from app.config import ConfigError
 from app.errors import InvalidInput
 from app.incidents import service as incidents
-from app.status import service as status
+from app.status import updates as status
 from app.status.config import load_status_config
 from tests.conftest import sign_in
 

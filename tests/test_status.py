@@ -14,7 +14,8 @@ from app import clock
 from app.config import ConfigError, get_settings
 from app.errors import InvalidInput, NotPermitted
 from app.incidents import service as incidents
-from app.status import service as status
+from app.status import public_view
+from app.status import updates as status
 from app.status.cache import rendered
 from tests.conftest import sign_in, wait_connected
 
@@ -41,13 +42,13 @@ async def test_components_take_the_worst_impact_of_the_active_incidents_that_aff
     await declare(session, responder, severity="SEV3", services=["checkout"])
     sev1 = await declare(session, responder, severity="SEV1", services=["payments-api", "search"])
     await declare(session, responder, severity="SEV2", services=["not-on-the-status-page"])
-    snapshot = await status.status_snapshot(session)
+    snapshot = await public_view.status_snapshot(session)
     assert component_statuses(snapshot) == {"checkout": "major_outage", "search": "major_outage"}
     await status.set_impact(session, actor=responder, ref=sev1.ref, component="search", impact="none")
     await status.set_impact(
         session, actor=responder, ref=sev1.ref, component="checkout", impact="partial_outage"
     )
-    snapshot = await status.status_snapshot(session)
+    snapshot = await public_view.status_snapshot(session)
     assert component_statuses(snapshot) == {"checkout": "partial_outage"}
     assert snapshot.sentence == "Checkout is partially down"
     assert snapshot.indicator == "major"
@@ -59,7 +60,7 @@ async def test_a_resolved_incident_no_longer_affects_the_components_but_stays_in
     await status.change_status(
         session, actor=responder, ref=incident.ref, status="resolved", public_update="Checkout works again."
     )
-    snapshot = await status.status_snapshot(session)
+    snapshot = await public_view.status_snapshot(session)
     assert snapshot.sentence == "All systems operational"
     assert snapshot.indicator == "none"
     assert [i.title for i in snapshot.history] == ["Checkout disruption"]
@@ -72,11 +73,11 @@ async def test_the_sentence_names_what_is_affected(session, responder):
     await declare(session, responder, severity="SEV1", services=["checkout"])
     await declare(session, responder, severity="SEV3", services=["webhooks"])
     assert (
-        await status.status_snapshot(session)
+        await public_view.status_snapshot(session)
     ).sentence == "Checkout is down and Webhooks is slower than usual"
     await declare(session, responder, severity="SEV3", services=["search"])
     assert (
-        await status.status_snapshot(session)
+        await public_view.status_snapshot(session)
     ).sentence == "Checkout is down, and 2 other services are affected"
 
 

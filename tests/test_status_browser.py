@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import User
 from app.incidents import service as incidents
 from app.incidents.models import Incident
-from app.status import service as status
+from app.status import updates as status
 from tests import support
 from tests.support import PHONE, WIDE, open_page, sign_in
 from tests.test_publication import readme_alertmanager_delivery

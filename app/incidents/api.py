@@ -34,7 +34,7 @@ from app.incidents.schemas import (
 )
 from app.openapi import CHANGE, CHANGE_WITH_BODY, READ, READ_ONE, errors
 from app.schemas import Text, one_of
-from app.status import service as status
+from app.status import updates
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 
@@ -112,7 +112,7 @@ async def change_severity(ref: Text, body: SeverityIn, session: SessionDep, user
 async def change_status(ref: Text, body: StatusIn, session: SessionDep, user: CurrentUser) -> IncidentOut:
     """Move the status; `public_update` posts that public update in the same step (resolving an
     incident on the status page needs its closing one: else 422)."""
-    await status.change_status(
+    await updates.change_status(
         session,
         actor=user,
         ref=ref,

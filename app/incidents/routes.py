@@ -22,7 +22,7 @@ from app.incidents.models import ENTRY_KINDS_WRITTEN, SINGLE_ROLES, STATUSES
 from app.incidents.schemas import EntryId
 from app.live import presence
 from app.runbooks import service as runbooks
-from app.status import service as status
+from app.status import public_view, updates
 from app.status.config import get_status_config
 from app.status.publication import impacts_of
 from app.web import render, see_other, wants_fragment
@@ -54,7 +54,7 @@ async def _incident_page(
     open_key = request.query_params.get("runbook")
     commander, comms_lead = detail.roles["incident_commander"], detail.roles["comms_lead"]
     user = request.state.principal.user
-    publication = await status.publication_of(session, ref=ref)
+    publication = await updates.publication_of(session, ref=ref)
     context = {
         # This page's own stream is about to say "here"; show it now so nothing jumps.
         "viewers": sorted(
@@ -64,12 +64,12 @@ async def _incident_page(
             key=lambda v: v.name,
         ),
         "escalations": await escalation.escalations_of(session, incident_id=detail.incident.id),
-        "updates": await status.latest_updates(session, incident_id=detail.incident.id, limit=5),
+        "updates": await updates.latest_updates(session, incident_id=detail.incident.id, limit=5),
         "components": get_status_config().components,
         "impacts": await impacts_of(session, incident=detail.incident),
         "publication": publication,
-        "update_templates": status.update_templates(detail.incident),
-        "impact_words": status.IMPACT_WORDS,
+        "update_templates": updates.update_templates(detail.incident),
+        "impact_words": public_view.IMPACT_WORDS,
         "speaks_for_incident": user.id in {p.id for p in (commander, comms_lead) if p},
         "update_soon": _update_soon(detail, publication),
         "suggested": await runbooks.suggest_for_incident(session, services=detail.incident.services),
@@ -104,7 +104,7 @@ async def _incident_page(
     return render(request, PAGE, context, blocks=blocks, status_code=status_code)
 
 
-def _update_soon(detail: service.IncidentDetail, publication: status.Publication) -> datetime | None:
+def _update_soon(detail: service.IncidentDetail, publication: updates.Publication) -> datetime | None:
     """When the next stakeholder update is due, internal or promised on the status page, if that
     is within two minutes or past."""
     timer = detail.timers["next_update"]
@@ -245,7 +245,7 @@ async def change_status(
     reason: OptionalText = "",
     public_update: Annotated[str | None, Form(max_length=100_000)] = None,
 ) -> Response:
-    await status.change_status(
+    await updates.change_status(
         session, actor=user, ref=ref, status=new_status, reason=reason, public_update=public_update
     )
     return await after_incident_change(request, session, ref)

@@ -20,7 +20,7 @@ from app.incidents.service import (
 )
 from app.incidents.timers import Timer
 from app.schemas import WHITESPACE, Documented, RequiredText, Strict, Text, Timestamp, limited, one_of
-from app.status.service import MAX_UPDATE
+from app.status.updates import MAX_UPDATE
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 RowId = Annotated[int, Query(ge=0, le=MAX_ID)]

@@ -495,7 +495,7 @@ async def change_status(
     """Move the incident along triage → investigating → identified → monitoring → resolved.
 
     Only the assigned Incident Commander may resolve, and one on the status page only with its
-    closing public update (app.status.service.change_status posts both). Entering monitoring or
+    closing public update (app.status.updates.change_status posts both). Entering monitoring or
     resolved marks the incident mitigated; falling back to investigating or reopening clears that.
     """
     require_responder(actor)

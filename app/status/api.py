@@ -15,7 +15,7 @@ from app.db import SessionDep
 from app.incidents.schemas import Flag, PersonOut, Status
 from app.openapi import CHANGE, CHANGE_WITH_BODY, READ_ONE, errors
 from app.schemas import RequiredText, Strict, Text, one_of
-from app.status import service
+from app.status import public_view, updates
 from app.status.cache import SUMMARY, V2_PATHS, Cached, cached_response, rendered
 from app.status.config import get_status_config
 from app.status.models import IMPACTS
@@ -33,7 +33,7 @@ statuspage = APIRouter(prefix="/api/v2", tags=["statuspage"])
 
 
 class UpdateIn(Strict):
-    body: RequiredText = Field(max_length=service.MAX_UPDATE)
+    body: RequiredText = Field(max_length=updates.MAX_UPDATE)
     public: Flag = True
     status: Status | None = None
 
@@ -65,7 +65,7 @@ class PublicationOut(BaseModel):
     next_update_by: datetime | None
 
     @classmethod
-    def of(cls, publication: service.Publication) -> "PublicationOut":
+    def of(cls, publication: updates.Publication) -> "PublicationOut":
         return cls(
             published_at=publication.published_at,
             published_by=PersonOut.of(publication.published_by),
@@ -95,11 +95,11 @@ STATUSPAGE_DESCRIPTIONS = {
 class Statuspage:
     """The documents of Statuspage's public API (api/v2), from one snapshot."""
 
-    def __init__(self, snapshot: service.StatusSnapshot) -> None:
+    def __init__(self, snapshot: public_view.StatusSnapshot) -> None:
         self.snapshot = snapshot
-        self.page_id = service.public_id("page")
-        self.base_url = service.public_base()
-        self.group_ids = {name: service.public_id("group:" + name) for name in snapshot.groups if name}
+        self.page_id = public_view.public_id("page")
+        self.base_url = public_view.public_base()
+        self.group_ids = {name: public_view.public_id("group:" + name) for name in snapshot.groups if name}
 
     def page(self) -> dict:
         s = self.snapshot
@@ -115,9 +115,9 @@ class Statuspage:
         indicator = self.snapshot.indicator
         return {"indicator": indicator, "description": STATUSPAGE_DESCRIPTIONS[indicator]}
 
-    def _component(self, c: service.ComponentStatus, position: int) -> dict:
+    def _component(self, c: public_view.ComponentStatus, position: int) -> dict:
         return {
-            "id": service.public_id("component:" + c.component.key),
+            "id": public_view.public_id("component:" + c.component.key),
             "name": c.component.name,
             "status": "operational" if c.status == "none" else c.status,
             "created_at": self.snapshot.components_since.isoformat(),
@@ -132,30 +132,55 @@ class Statuspage:
             "only_show_if_degraded": False,
         }
 
+    def _group(self, name: str, members: list[public_view.ComponentStatus], position: int) -> list[dict]:
+        """A group: a component of its own (`group: true`, its worst member's status) listing its
+        members, then the members, each of which names it in `group_id`."""
+        worst = public_view.worst_of(c.status for c in members)
+        listed = [self._component(c, n) for n, c in enumerate(members, start=1)]
+        group = self._component(public_view.ComponentStatus(members[0].component, worst), position)
+        group |= {
+            "id": self.group_ids[name],
+            "name": name,
+            "description": None,
+            "showcase": False,
+            "group_id": None,
+            "group": True,
+            "components": [c["id"] for c in listed],
+        }
+        return [group, *listed]
+
     def components(self) -> list[dict]:
-        """Every component; a group is a component of its own (`group: true`) listing its
-        members, each of which names it in `group_id`."""
+        """Every component, a group where the configuration names one."""
         found: list[dict] = []
         for position, (name, members) in enumerate(self.snapshot.groups.items(), start=1):
-            if not name:
+            if name:
+                found += self._group(name, members, position)
+            else:
                 found += [self._component(c, position) for c in members]
-                continue
-            worst = max((c.status for c in members), key=service.IMPACT_RANK.__getitem__)
-            listed = [self._component(c, n) for n, c in enumerate(members, start=1)]
-            group = self._component(service.ComponentStatus(members[0].component, worst), position)
-            group |= {
-                "id": self.group_ids[name],
-                "name": name,
-                "description": None,
-                "showcase": False,
-                "group_id": None,
-                "group": True,
-                "components": [c["id"] for c in listed],
-            }
-            found += [group, *listed]
         return found
 
-    def incident(self, i: service.PublicIncident) -> dict:
+    def _update(self, i: public_view.PublicIncident, u: public_view.PublicUpdate) -> dict:
+        return {
+            "id": u.id,
+            "status": u.status,
+            "body": u.body,
+            "incident_id": i.id,
+            "created_at": u.posted_at.isoformat(),
+            "updated_at": u.posted_at.isoformat(),
+            "display_at": u.posted_at.isoformat(),
+            "affected_components": [
+                {
+                    "code": public_view.public_id("component:" + c.key),
+                    "name": c.name,
+                    "old_status": "operational",
+                    "new_status": impact,
+                }
+                for c, impact in i.components
+            ],
+            "deliver_notifications": True,
+        }
+
+    def incident(self, i: public_view.PublicIncident) -> dict:
         positions = {c.key: n for n, c in enumerate((c for c, _ in i.components), start=1)}
         return {
             "id": i.id,
@@ -169,30 +194,9 @@ class Statuspage:
             "shortlink": f"{self.base_url}status#incident-{i.id}",
             "started_at": i.started_at.isoformat(),
             "page_id": self.page_id,
-            "incident_updates": [
-                {
-                    "id": u.id,
-                    "status": u.status,
-                    "body": u.body,
-                    "incident_id": i.id,
-                    "created_at": u.posted_at.isoformat(),
-                    "updated_at": u.posted_at.isoformat(),
-                    "display_at": u.posted_at.isoformat(),
-                    "affected_components": [
-                        {
-                            "code": service.public_id("component:" + c.key),
-                            "name": c.name,
-                            "old_status": "operational",
-                            "new_status": impact,
-                        }
-                        for c, impact in i.components
-                    ],
-                    "deliver_notifications": True,
-                }
-                for u in i.updates
-            ],
+            "incident_updates": [self._update(i, u) for u in i.updates],
             "components": [
-                self._component(service.ComponentStatus(c, impact), positions[c.key])
+                self._component(public_view.ComponentStatus(c, impact), positions[c.key])
                 for c, impact in i.components
             ],
         }
@@ -206,8 +210,17 @@ class Statuspage:
             "status": self.status(),
         }
 
+    def status_json(self) -> dict:
+        return {"page": self.page(), "status": self.status()}
 
-def _v1_summary(snapshot: service.StatusSnapshot) -> dict:
+    def components_json(self) -> dict:
+        return {"page": self.page(), "components": self.components()}
+
+    def unresolved_json(self) -> dict:
+        return {"page": self.page(), "incidents": [self.incident(i) for i in self.snapshot.active]}
+
+
+def _v1_summary(snapshot: public_view.StatusSnapshot) -> dict:
     """Our own status JSON: Statuspage's summary, with the page's sentence as the description
     and each incident's public promise (`next_update_by`)."""
     document = Statuspage(snapshot).summary()
@@ -222,7 +235,7 @@ async def _json_copy(
     session: AsyncSession,
     principal: object,
     key: str,
-    document: Callable[[service.StatusSnapshot], dict],
+    document: Callable[[public_view.StatusSnapshot], dict],
 ) -> Response:
     """A status JSON document, served from its rendered copy."""
     private = check_access(principal)
@@ -234,6 +247,17 @@ async def _json_copy(
 
     item = await request.app.state.status_cache.get_or_build(key, build)
     return cached_response(request, item, private=private)
+
+
+async def _statuspage_copy(
+    request: Request,
+    session: AsyncSession,
+    principal: object,
+    path: str,
+    document: Callable[[Statuspage], dict],
+) -> Response:
+    """One of Statuspage's documents, at its own path, served from its rendered copy."""
+    return await _json_copy(request, session, principal, V2_PATHS[path], lambda s: document(Statuspage(s)))
 
 
 @router.head("/status", include_in_schema=False)  # uptime checkers often send HEAD
@@ -248,22 +272,14 @@ async def status_summary(request: Request, session: SessionDep, principal: Optio
 @statuspage.get("/summary.json", response_class=Response, responses=public_copy(StatuspageSummary))
 async def statuspage_summary(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """Statuspage's summary.json: page, components (groups included), unresolved incidents, status."""
-    return await _json_copy(
-        request, session, principal, V2_PATHS["/api/v2/summary.json"], lambda s: Statuspage(s).summary()
-    )
+    return await _statuspage_copy(request, session, principal, "/api/v2/summary.json", Statuspage.summary)
 
 
 @statuspage.head("/status.json", include_in_schema=False)
 @statuspage.get("/status.json", response_class=Response, responses=public_copy(StatuspageStatusDocument))
 async def statuspage_status(request: Request, session: SessionDep, principal: OptionalPrincipal) -> Response:
     """Statuspage's status.json: the page and its overall indicator."""
-    return await _json_copy(
-        request,
-        session,
-        principal,
-        V2_PATHS["/api/v2/status.json"],
-        lambda s: {"page": Statuspage(s).page(), "status": Statuspage(s).status()},
-    )
+    return await _statuspage_copy(request, session, principal, "/api/v2/status.json", Statuspage.status_json)
 
 
 @statuspage.head("/components.json", include_in_schema=False)
@@ -272,13 +288,8 @@ async def statuspage_components(
     request: Request, session: SessionDep, principal: OptionalPrincipal
 ) -> Response:
     """Statuspage's components.json: every component and group."""
-    return await _json_copy(
-        request,
-        session,
-        principal,
-        V2_PATHS["/api/v2/components.json"],
-        lambda s: {"page": Statuspage(s).page(), "components": Statuspage(s).components()},
-    )
+    path = "/api/v2/components.json"
+    return await _statuspage_copy(request, session, principal, path, Statuspage.components_json)
 
 
 @statuspage.head("/incidents/unresolved.json", include_in_schema=False)
@@ -289,14 +300,8 @@ async def statuspage_unresolved(
     request: Request, session: SessionDep, principal: OptionalPrincipal
 ) -> Response:
     """Statuspage's incidents/unresolved.json: the incidents not yet resolved, newest updates first."""
-
-    def document(snapshot: service.StatusSnapshot) -> dict:
-        page = Statuspage(snapshot)
-        return {"page": page.page(), "incidents": [page.incident(i) for i in snapshot.active]}
-
-    return await _json_copy(
-        request, session, principal, V2_PATHS["/api/v2/incidents/unresolved.json"], document
-    )
+    path = "/api/v2/incidents/unresolved.json"
+    return await _statuspage_copy(request, session, principal, path, Statuspage.unresolved_json)
 
 
 @router.post(
@@ -304,7 +309,7 @@ async def statuspage_unresolved(
 )
 async def post_update(ref: Text, body: UpdateIn, session: SessionDep, user: CurrentUser) -> UpdateOut:
     """Post a stakeholder update (Comms Lead or IC); resets the update timer."""
-    update = await service.post_update(
+    update = await updates.post_update(
         session, actor=user, ref=ref, body=body.body, public=body.public, status=body.status
     )
     return UpdateOut(
@@ -329,7 +334,7 @@ async def list_updates(ref: Text, session: SessionDep, user: CurrentUser) -> lis
             author=u.author.name,
             posted_at=u.posted_at,
         )
-        for u in await service.list_updates(session, ref=ref)
+        for u in await updates.list_updates(session, ref=ref)
     ]
 
 
@@ -343,25 +348,25 @@ async def set_impact(
     ref: Text, component: Component, body: ImpactIn, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Set how the incident affects a status-page component (`none` clears it)."""
-    await service.set_impact(session, actor=user, ref=ref, component=component, impact=body.impact)
+    await updates.set_impact(session, actor=user, ref=ref, component=component, impact=body.impact)
     return Response(status_code=204)
 
 
 @router.get("/incidents/{ref}/publication", response_model=PublicationOut, responses=READ_ONE)
 async def get_publication(ref: Text, session: SessionDep, user: CurrentUser) -> PublicationOut:
     """Whether the incident is on the status page, since when, by whom, and its public promise."""
-    return PublicationOut.of(await service.publication_of(session, ref=ref))
+    return PublicationOut.of(await updates.publication_of(session, ref=ref))
 
 
 @router.post("/incidents/{ref}/publish", response_model=PublicationOut, responses=CHANGE)
 async def publish(ref: Text, session: SessionDep, user: CurrentUser) -> PublicationOut:
     """Put the incident on the status page (any responder; 409 if it already is)."""
-    await service.publish_incident(session, actor=user, ref=ref)
-    return PublicationOut.of(await service.publication_of(session, ref=ref))
+    await updates.publish_incident(session, actor=user, ref=ref)
+    return PublicationOut.of(await updates.publication_of(session, ref=ref))
 
 
 @router.post("/incidents/{ref}/unpublish", response_model=PublicationOut, responses=CHANGE)
 async def unpublish(ref: Text, session: SessionDep, user: CurrentUser) -> PublicationOut:
     """Take the incident off the status page, history and feed included (409 if it is not on it)."""
-    await service.unpublish_incident(session, actor=user, ref=ref)
-    return PublicationOut.of(await service.publication_of(session, ref=ref))
+    await updates.unpublish_incident(session, actor=user, ref=ref)
+    return PublicationOut.of(await updates.publication_of(session, ref=ref))

@@ -12,7 +12,7 @@ from app.auth.deps import CurrentUser, OptionalPrincipal
 from app.db import SessionDep
 from app.errors import NotAuthenticated
 from app.incidents.routes import after_incident_change
-from app.status import service
+from app.status import public_view, updates
 from app.status.cache import FEED, PAGE_FRAGMENT, SNAPSHOT, Cached, cached_response, page_key, rendered
 from app.status.config import get_status_config
 from app.web import templates
@@ -29,11 +29,11 @@ def check_access(principal: object) -> bool:
     return private
 
 
-async def current_snapshot(request: Request, session: AsyncSession) -> service.StatusSnapshot:
+async def current_snapshot(request: Request, session: AsyncSession) -> public_view.StatusSnapshot:
     """The snapshot the page, the feed and the JSON are rendered from: computed once per change
     per process for all three (with a long history it is the expensive part)."""
     return await request.app.state.status_cache.get_or_build(
-        SNAPSHOT, lambda: service.status_snapshot(session)
+        SNAPSHOT, lambda: public_view.status_snapshot(session)
     )
 
 
@@ -46,7 +46,7 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
     async def build() -> Cached:
         snapshot = await current_snapshot(request, session)
         template = templates.get_template("status/page.html")
-        context = {"s": snapshot, "labels": service.IMPACT_WORDS}
+        context = {"s": snapshot, "labels": public_view.IMPACT_WORDS}
         if key == PAGE_FRAGMENT:
             body = "".join(template.blocks["live"](template.new_context(context)))
         else:
@@ -60,8 +60,8 @@ async def status_page(request: Request, session: SessionDep, principal: Optional
 ATOM = "http://www.w3.org/2005/Atom"
 
 
-def _atom(snapshot: service.StatusSnapshot) -> bytes:
-    base_url = service.public_base()
+def _atom(snapshot: public_view.StatusSnapshot) -> bytes:
+    base_url = public_view.public_base()
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     ET.SubElement(feed, f"{{{ATOM}}}title").text = snapshot.name
@@ -106,7 +106,7 @@ async def post_update(
     audience: Annotated[Literal["public", "internal"], Form()] = "public",
     status: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
-    await service.post_update(
+    await updates.post_update(
         session, actor=user, ref=ref, body=body, public=audience == "public", status=status or None
     )
     return await after_incident_change(request, session, ref)
@@ -114,13 +114,13 @@ async def post_update(
 
 @router.post("/incidents/{ref}/publish")
 async def publish(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
-    await service.publish_incident(session, actor=user, ref=ref)
+    await updates.publish_incident(session, actor=user, ref=ref)
     return await after_incident_change(request, session, ref)
 
 
 @router.post("/incidents/{ref}/unpublish")
 async def unpublish(request: Request, session: SessionDep, user: CurrentUser, ref: str) -> Response:
-    await service.unpublish_incident(session, actor=user, ref=ref)
+    await updates.unpublish_incident(session, actor=user, ref=ref)
     return await after_incident_change(request, session, ref)
 
 
@@ -133,7 +133,7 @@ async def set_impact(
     component: Annotated[str, Form(max_length=64)] = "",
     impact: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
-    await service.set_impact(session, actor=user, ref=ref, component=component, impact=impact)
+    await updates.set_impact(session, actor=user, ref=ref, component=component, impact=impact)
     return await after_incident_change(request, session, ref)
 
 
@@ -141,5 +141,5 @@ async def set_impact(
 async def set_public_title(
     request: Request, session: SessionDep, user: CurrentUser, ref: schemas.Text, public_title: Text = ""
 ) -> Response:
-    await service.set_public_title(session, actor=user, ref=ref, public_title=public_title)
+    await updates.set_public_title(session, actor=user, ref=ref, public_title=public_title)
     return await after_incident_change(request, session, ref)
