@@ -8,7 +8,6 @@ once and a crash leaves a record that says so instead of a silent retry.
 
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from app import clock, outbound
 from app.actions import executor
-from app.actions.catalog import BODY_FIELD, ENV_REF, ActionSpec, Catalog
+from app.actions.catalog import ENV_REF, ActionSpec, Catalog
 from app.actions.models import FINISHED_STATES, ActionRun
 from app.auth.models import User
 from app.errors import Conflict, Gone, InvalidInput, NotFound, NotPermitted
@@ -77,43 +76,6 @@ def shown_state(run: ActionRun, now: datetime) -> str:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _fields(incident: Incident, actor: User, spec: ActionSpec) -> dict[str, object]:
-    return {
-        "ref": incident.ref,
-        "title": incident.title,
-        "severity": incident.severity,
-        "status": incident.status,
-        "services": list(incident.services),
-        "user_email": actor.email,
-        "user_name": actor.name,
-        "action": spec.name,
-    }
-
-
-def _fill(value: object, fields: dict[str, object]) -> object:
-    if isinstance(value, dict):
-        return {k: _fill(v, fields) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, fields) for v in value]
-    if isinstance(value, str):
-        if value == "{services}":
-            return fields["services"]
-        return BODY_FIELD.sub(
-            lambda m: ", ".join(f) if isinstance(f := fields[m.group(1)], list) else str(f), value
-        )
-    return value
-
-
-def render_request(spec: ActionSpec, incident: Incident, actor: User) -> tuple[dict[str, str], str]:
-    """The headers (secrets still as references) and the exact body this incident's run sends."""
-    headers = dict(spec.headers)
-    if spec.body is None:
-        return headers, ""
-    if not any(name.lower() == "content-type" for name in headers):
-        headers["Content-Type"] = "application/json"
-    return headers, json.dumps(_fill(spec.body, _fields(incident, actor, spec)), ensure_ascii=False)
 
 
 def _spec(catalog: Catalog, name: str) -> ActionSpec:
@@ -266,7 +228,7 @@ async def prepare_action_run(
         raise Conflict(f"{spec.title} points at {host}:{port}, which is not on the actions allowlist.")
     now = clock.now()
     await _check_cooldown(session, spec=spec, incident=incident, now=now)
-    headers, body = render_request(spec, incident, actor)
+    headers, body = executor.render_request(spec, incident, actor)
     token = secrets.token_urlsafe(32)
     run = ActionRun(
         incident_id=incident.id,
@@ -287,17 +249,13 @@ async def prepare_action_run(
     return await get_action_run(session, catalog=catalog, run_id=run.id), token
 
 
-async def confirm_action_run(
-    session: AsyncSession,
-    *,
-    catalog: Catalog,
-    actor: User,
-    run_id: int,
-    confirm_token: str,
-    typed_name: str | None = None,
-) -> RunView:
-    """Confirm a prepared run and execute it exactly once; the result goes on the timeline."""
-    incidents.require_responder(actor)
+ALREADY_CONFIRMED = "This run was already confirmed: a confirmation works once. Prepare the action again."
+
+
+async def _confirmable_run(
+    session: AsyncSession, *, actor: User, run_id: int, confirm_token: str, now: datetime
+) -> ActionRun:
+    """The prepared run, if this person's token confirms it now; else the refusal that says why."""
     run = await session.scalar(select(ActionRun).where(ActionRun.id == run_id))
     if run is None:
         raise NotFound(f"No action run {run_id}.")
@@ -306,23 +264,17 @@ async def confirm_action_run(
     if not hmac.compare_digest(_hash(confirm_token or ""), run.confirm_token_hash):
         raise NotPermitted("The confirmation token does not match this run.")
     if run.state != "awaiting_confirmation":
-        raise Conflict("This run was already confirmed: a confirmation works once. Prepare the action again.")
-    now = clock.now()
+        raise Conflict(ALREADY_CONFIRMED)
     if run.expires_at <= now:
         raise Gone(
             f"This confirmation expired at {run.expires_at:%H:%M:%S} UTC; nothing was sent. Prepare it again."
         )
-    spec = _spec(catalog, run.action)
-    # The incident row lock serialises confirmations on one incident (the cooldown holds under
-    # concurrency) and with resolving it.
-    incident = await session.scalar(select(Incident).where(Incident.id == run.incident_id).with_for_update())
-    assert incident is not None
-    await _check_may_run(session, actor=actor, spec=spec, incident=incident)
-    if spec.dangerous and (typed_name or "").strip() != spec.name:
-        raise InvalidInput(
-            f"{spec.title} is dangerous: type its name, {spec.name}, to confirm.", field="typed_name"
-        )
-    await _check_cooldown(session, spec=spec, incident=incident, now=now)
+    return run
+
+
+async def _claim(session: AsyncSession, *, run: ActionRun, now: datetime) -> bool:
+    """Move the run to `running` if it is still awaiting confirmation: the row count says whether
+    this confirmation won (two at once cannot both get the row)."""
     claimed = await session.execute(
         update(ActionRun)
         .where(
@@ -332,21 +284,12 @@ async def confirm_action_run(
         )
         .values(state="running", confirmed_at=now, started_at=now)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        await session.rollback()
-        raise Conflict("This run was already confirmed: a confirmation works once. Prepare the action again.")
-    await session.commit()  # `running` is on record before anything leaves this process
+    return claimed.rowcount == 1  # type: ignore[attr-defined]
 
-    outcome = await executor.send(
-        catalog,
-        run_id=run.id,
-        method=run.method,
-        url=run.url,
-        headers=run.request_headers,
-        body=run.request_body,
-        timeout=run.timeout_ms / 1000,
-    )
-    finished = clock.now()
+
+async def _record_outcome(
+    session: AsyncSession, *, run: ActionRun, outcome: outbound.Outcome, finished: datetime
+) -> None:
     await session.execute(
         update(ActionRun)
         .where(ActionRun.id == run.id, ActionRun.state == "running")
@@ -359,8 +302,51 @@ async def confirm_action_run(
             error=outcome.error,
         )
     )
-    text = _timeline_text(spec, run.id, outcome)
-    incidents.record_entry(session, incident, actor, "action_run", text, at=finished)
+
+
+async def confirm_action_run(
+    session: AsyncSession,
+    *,
+    catalog: Catalog,
+    actor: User,
+    run_id: int,
+    confirm_token: str,
+    typed_name: str | None = None,
+) -> RunView:
+    """Confirm a prepared run and execute it exactly once; the result goes on the timeline."""
+    incidents.require_responder(actor)
+    now = clock.now()
+    run = await _confirmable_run(session, actor=actor, run_id=run_id, confirm_token=confirm_token, now=now)
+    spec = _spec(catalog, run.action)
+    # The incident row lock serialises confirmations on one incident (the cooldown holds under
+    # concurrency) and with resolving it.
+    incident = await session.scalar(select(Incident).where(Incident.id == run.incident_id).with_for_update())
+    assert incident is not None
+    await _check_may_run(session, actor=actor, spec=spec, incident=incident)
+    if spec.dangerous and (typed_name or "").strip() != spec.name:
+        raise InvalidInput(
+            f"{spec.title} is dangerous: type its name, {spec.name}, to confirm.", field="typed_name"
+        )
+    await _check_cooldown(session, spec=spec, incident=incident, now=now)
+    if not await _claim(session, run=run, now=now):
+        await session.rollback()
+        raise Conflict(ALREADY_CONFIRMED)
+    await session.commit()  # `running` is on record before anything leaves this process
+
+    outcome = await executor.send(
+        catalog,
+        run_id=run.id,
+        method=run.method,
+        url=run.url,
+        headers=run.request_headers,
+        body=run.request_body,
+        timeout=run.timeout_ms / 1000,
+    )
+    finished = clock.now()
+    await _record_outcome(session, run=run, outcome=outcome, finished=finished)
+    incidents.record_entry(
+        session, incident, actor, "action_run", _timeline_text(spec, run.id, outcome), at=finished
+    )
     await session.commit()
     ACTION_RUNS.labels(spec.name, outcome.state).inc()
     return await get_action_run(session, catalog=catalog, run_id=run.id)
