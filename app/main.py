@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import openapi
 from app.actions import api as actions_api
@@ -21,7 +21,7 @@ from app.alerts import api as alerts_api
 from app.alerts import routes as alerts_routes
 from app.alerts.config import get_alert_config
 from app.auth import routes as auth_routes
-from app.config import ConfigError, get_policy, get_settings
+from app.config import ConfigError, Settings, get_policy, get_settings
 from app.dashboard import routes as dashboard_routes
 from app.db import libpq_url, make_engine, make_sessionmaker
 from app.escalation import scheduler
@@ -41,7 +41,14 @@ from app.status import api as status_api
 from app.status import routes as status_routes
 from app.status.cache import MAX_AGE_SECONDS, send_public_copy
 from app.status.config import get_status_config
-from app.web import EXCEPTION_HANDLERS, RefuseUndecodableForms, error_response, refuse_repeated_query, render
+from app.web import (
+    EXCEPTION_HANDLERS,
+    RefuseUndecodableForms,
+    error_response,
+    refuse_repeated_query,
+    render,
+    replaying,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY_BYTES = 1024 * 1024
@@ -86,16 +93,7 @@ class BodySizeLimit:
                 return
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,50 +121,32 @@ class CommandCenter(FastAPI):
         return openapi.document(self)
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
-    settings = get_settings()
-    get_policy()  # a broken icc.toml stops start-up here, with its message
-    url = database_url or settings.database_url
-    if not url:
-        raise ConfigError("ICC_DATABASE_URL is not set (`icc serve` starts an embedded database)")
-    get_status_config()
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Two loops per process, neither holding state of record: the LISTEN connection only
+    invalidates caches and wakes SSE streams (if it dies they fall back, see app/live/), and the
+    scheduler derives its work from the database, made exactly-once by constraints, so any number
+    of processes may run it (app/escalation/)."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(app.state.listener.run())]
+    if app.state.settings.run_scheduler:
+        tasks.append(loop.create_task(scheduler.run(app.state.sessionmaker)))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        await app.state.engine.dispose()
+
+
+def _share(app: FastAPI, settings: Settings, url: str) -> None:
+    """What every request of the application shares (app.state): the database, the policies read
+    at start-up, and the LISTEN connection with what relies on it."""
     engine = make_engine(url)
-    listener = Listener(libpq_url(url), (CHANNEL,))
-    status_cache = ChangeCache(listener, max_age=MAX_AGE_SECONDS)
-    trends_cache = ChangeCache(listener, max_age=MAX_AGE_SECONDS)  # windows move with the clock
-    broker = Broker(listener)
-    get_escalation_policy()
     sessionmaker = make_sessionmaker(engine)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Two loops per process, neither holding state of record: the LISTEN connection only
-        # invalidates caches and wakes SSE streams (if it dies they fall back, see
-        # app/live/), and the scheduler derives its work from the database, made exactly-once
-        # by constraints, so any number of processes may run it (app/escalation/).
-        loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(listener.run())]
-        if settings.run_scheduler:
-            tasks.append(loop.create_task(scheduler.run(sessionmaker)))
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
-            await engine.dispose()
-
-    app = CommandCenter(
-        title="Incident command center",
-        version="0.1.0",
-        description=API_DESCRIPTION,
-        lifespan=lifespan,
-        docs_url=None,  # served below from the pinned Swagger UI in /static, under the site's CSP
-        openapi_url="/api/v1/openapi.json",
-        redoc_url=None,
-        dependencies=[Depends(refuse_repeated_query)],
-    )
+    listener = Listener(libpq_url(url), (CHANNEL,))
     app.state.settings = settings
     app.state.security_headers = security_headers(secure_cookies=settings.secure_cookies)
     app.state.engine = engine
@@ -174,15 +154,22 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.catalog = get_catalog()  # a broken [actions] table stops start-up here
     app.state.alert_config = get_alert_config()  # and so does a broken [alerts] table
     app.state.listener = listener
-    app.state.status_cache = status_cache
-    app.state.trends_cache = trends_cache
-    app.state.broker = broker
+    # Subscribed in this order, so a change outdates the caches before the streams hear of it.
+    app.state.status_cache = ChangeCache(listener, max_age=MAX_AGE_SECONDS)
+    app.state.trends_cache = ChangeCache(listener, max_age=MAX_AGE_SECONDS)  # windows move with the clock
+    app.state.broker = Broker(listener)
     app.state.streams = live_routes.Streams(sessionmaker)
+
+
+def _add_middleware(app: FastAPI) -> None:
     for exc_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.add_middleware(RefuseUndecodableForms)  # inside the size limit: it reads the whole form
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)  # outermost: it times refusals too
+
+
+def _add_routes(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(incidents_api.router)
     app.include_router(auth_routes.router)
@@ -209,4 +196,26 @@ def create_app(database_url: str | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+
+def create_app(database_url: str | None = None) -> FastAPI:
+    settings = get_settings()
+    get_policy()  # a broken icc.toml stops start-up here, with its message
+    url = database_url or settings.database_url
+    if not url:
+        raise ConfigError("ICC_DATABASE_URL is not set (`icc serve` starts an embedded database)")
+    get_status_config()
+    get_escalation_policy()
+    app = CommandCenter(
+        title="Incident command center",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served by _add_routes from the pinned Swagger UI in /static, under the site's CSP
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+        dependencies=[Depends(refuse_repeated_query)],
+    )
+    _share(app, settings, url)
+    _add_middleware(app)
+    _add_routes(app, settings)
     return app

@@ -145,6 +145,21 @@ def _undecodable_field(form: bytes) -> str | None:
     return None
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` for a middleware that has read the whole request body already: it hands on
+    `body` as one message, then whatever `receive` says next (the client leaving)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class RefuseUndecodableForms:
     """A urlencoded form with a field that is not UTF-8 is refused (400, naming the field) before
     anything reads it. Starlette, as the URL standard says, would decode those bytes to U+FFFD,
@@ -172,16 +187,7 @@ class RefuseUndecodableForms:
             message_text = f"The form field '{_shown(field)}' is not UTF-8 text; nothing was saved."
             await error_response(Request(scope), 400, message_text, "invalid_input")(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
