@@ -10,13 +10,17 @@ class Escalation(Base):
     """A step that fired. Unique per incident and step: the row is the proof it fired once."""
 
     __tablename__ = "escalations"
-    __table_args__ = (UniqueConstraint("incident_id", "step_key"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", "step_key"),
+        CheckConstraint("condition IN ('unacknowledged', 'unmitigated', 'no_update')", name="condition"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     step_key: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
+    condition: Mapped[str] = mapped_column(String(20))  # the step's `when`, which held when it fired
     fired_at: Mapped[datetime]
 
 

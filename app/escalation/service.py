@@ -86,7 +86,12 @@ async def fire_due_steps(session: AsyncSession) -> list[str]:
             escalation_id = await session.scalar(
                 insert(Escalation)
                 .values(
-                    incident_id=incident.id, step_key=step.key, name=step.name, reason=reason, fired_at=now
+                    incident_id=incident.id,
+                    step_key=step.key,
+                    name=step.name,
+                    reason=reason,
+                    condition=step.when,
+                    fired_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=[Escalation.incident_id, Escalation.step_key])
                 .returning(Escalation.id)
@@ -157,10 +162,34 @@ class EscalationView:
     reason: str
     fired_at: datetime
     failed_deliveries: list[str]
+    answer: str | None  # what answered the step: "acknowledged", "mitigated" or "updated"
+    answered_at: datetime | None
+
+    @property
+    def answered(self) -> bool:
+        return self.answer is not None
+
+
+def _answer(
+    incident: Incident, condition: str, fired_at: datetime
+) -> tuple[str, datetime] | tuple[None, None]:
+    """What answered a fired step, and when: its condition no longer holds. A fix that did not
+    hold (monitoring back to investigating) makes an answered `unmitigated` step loud again."""
+    if condition == "unacknowledged" and incident.acknowledged_at:
+        return "acknowledged", incident.acknowledged_at
+    if condition == "unmitigated" and incident.mitigated_at:
+        return "mitigated", incident.mitigated_at
+    if condition == "no_update" and incident.last_update_at and incident.last_update_at > fired_at:
+        return "updated", incident.last_update_at
+    return None, None
 
 
 async def escalations_of(session: AsyncSession, *, incident_id: int) -> list[EscalationView]:
-    """What fired for an incident, newest first, with any delivery that gave up."""
+    """What fired for an incident, newest first, with any delivery that gave up and what has
+    answered each step since."""
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        return []
     rows = await session.scalars(
         select(Escalation).where(Escalation.incident_id == incident_id).order_by(Escalation.fired_at.desc())
     )
@@ -171,5 +200,8 @@ async def escalations_of(session: AsyncSession, *, incident_id: int) -> list[Esc
                 EscalationNotification.escalation_id == e.id, EscalationNotification.state == "failed"
             )
         )
-        views.append(EscalationView(e.name, e.reason, e.fired_at, [f or "failed" for f in failed]))
+        answer, answered_at = _answer(incident, e.condition, e.fired_at)
+        views.append(
+            EscalationView(e.name, e.reason, e.fired_at, [f or "failed" for f in failed], answer, answered_at)
+        )
     return views
