@@ -124,6 +124,12 @@ DEFAULT_CHECKLIST = (
     ("status-page", "Status page updated"),
     ("comms-assigned", "Comms Lead assigned"),
 )
+# Checklist items that say a role is held: assigning the role ticks them, clearing it unticks
+# them. By key: the default list's, and the one a custom list gets for the same label.
+ROLE_CHECKLIST_ITEMS = {
+    "incident_commander": ("ic-assigned", "incident-commander-assigned"),
+    "comms_lead": ("comms-assigned", "comms-lead-assigned"),
+}
 
 # Defaults from the users' runbooks: SEV1 5 min / 60 min / 15 min, SEV2 10 min / 2 h / 30 min,
 # SEV3 30 min / 8 h / 2 h, SEV4 one business day / none / none.

@@ -61,6 +61,7 @@ async def declare(body: DeclareIn, session: SessionDep, user: CurrentUser) -> In
         severity=body.severity,
         summary=body.summary,
         services=body.services,
+        as_commander=body.as_commander,
     )
     return await _detail(session, incident.ref)
 

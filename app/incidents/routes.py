@@ -71,6 +71,7 @@ async def _incident_page(
         "update_templates": updates.update_templates(detail.incident),
         "impact_words": public_view.IMPACT_WORDS,
         "speaks_for_incident": user.id in {p.id for p in (commander, comms_lead) if p},
+        "resolve_refusal": service.resolve_refusal(commander=commander, actor=user),
         "update_soon": _update_soon(detail, publication),
         "suggested": await runbooks.suggest_for_incident(session, services=detail.incident.services),
         "runnable": await actions.runnable_actions(
@@ -170,7 +171,9 @@ def _declare_form(
 @router.get("/incidents/new")
 async def declare_form(request: Request, user: CurrentUser) -> Response:
     service.require_responder(user)
-    return _declare_form(request, values={"severity": "SEV2"})
+    # No severity is chosen for the declarer (nobody files a SEV2 by accident), and the declarer
+    # runs the incident unless they say otherwise.
+    return _declare_form(request, values={"as_commander": "1"})
 
 
 @router.post("/incidents")
@@ -182,6 +185,7 @@ async def declare(
     severity: Text = "",
     summary: OptionalText = "",
     services: OptionalText = "",
+    as_commander: Annotated[str, Form(max_length=5)] = "",
     client_key: Annotated[schemas.Text, Form(max_length=64)] = "",
 ) -> Response:
     values = {
@@ -189,6 +193,7 @@ async def declare(
         "severity": severity,
         "summary": summary,
         "services": services,
+        "as_commander": as_commander,
         "client_key": client_key,
     }
     try:
@@ -200,6 +205,7 @@ async def declare(
             summary=summary,
             services=services,
             client_key=client_key or None,
+            as_commander=as_commander == "1",
         )
     except DomainError as exc:
         return _declare_form(request, values=values, error=exc, status_code=exc.status_code)

@@ -45,6 +45,7 @@ class DeclareIn(Strict):
     severity: Severity
     summary: limited(MAX_SUMMARY) | None = None
     services: list[ServiceName] | None = Field(default=None, max_length=MAX_SERVICES)
+    as_commander: Flag = Field(default=False, description="Make the declarer the Incident Commander")
 
 
 class SeverityIn(Strict):

@@ -15,7 +15,7 @@ from sqlalchemy.sql import Executable
 
 from app import clock
 from app.auth.models import User
-from app.config import Policy, get_policy
+from app.config import ROLE_CHECKLIST_ITEMS, Policy, get_policy
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound, NotPermitted
 from app.incidents import timers
 from app.incidents.models import (
@@ -78,6 +78,10 @@ class IncidentDetail:
     def commander(self) -> User | None:
         return self.roles["incident_commander"]
 
+    @property
+    def most_urgent(self) -> timers.Timer | None:
+        return timers.most_urgent(self.timers.values())
+
 
 # ---------------------------------------------------------------- validation helpers
 
@@ -129,6 +133,8 @@ def _check_severity(policy: Policy, severity: str | None) -> str:
     key = (severity or "").strip().upper()
     if key not in policy.severities:
         choices = ", ".join(policy.severities)
+        if not key:
+            raise InvalidInput(f"Choose a severity: {choices}.", field="severity")
         raise InvalidInput(f"Unknown severity {severity!r}: choose one of {choices}.", field="severity")
     return key
 
@@ -140,6 +146,16 @@ def allowed_moves(status: str) -> list[str]:
     """The statuses an incident in `status` may move to, in lifecycle order."""
     forward = list(STATUSES[STATUSES.index(status) + 1 :])
     return [b for a, b in sorted(BACKWARD_MOVES) if a == status] + forward
+
+
+def resolve_refusal(*, commander: User | None, actor: User) -> str | None:
+    """Why `actor` may not resolve the incident, or None when they may: only its Incident
+    Commander resolves (admins too must take the role first)."""
+    if commander is not None and commander.id == actor.id:
+        return None
+    if commander is None:
+        return "Only the Incident Commander can resolve this incident, and nobody is IC yet."
+    return f"Only the Incident Commander, {commander.name}, can resolve this incident."
 
 
 def severities(policy: Policy | None = None) -> list:
@@ -226,11 +242,7 @@ class IncidentRow:
 
     @property
     def most_urgent(self) -> timers.Timer | None:
-        """The timer to look at first: breached before running, then the nearest deadline."""
-        live = [t for t in self.timers.values() if t and t.met_at is None]
-        if not live:
-            return None
-        return min(live, key=lambda t: (t.state != "breached", t.due_at))
+        return timers.most_urgent(self.timers.values())
 
 
 def _filtered(
@@ -391,9 +403,16 @@ async def declare_incident(
     summary: str | None = None,
     services: Sequence[str] | str | None = None,
     client_key: str | None = None,
+    as_commander: bool = False,
 ) -> Incident:
-    """Declare an incident in triage, with its reference, deadlines and checklist."""
+    """Declare an incident in triage, with its reference, deadlines and checklist; with
+    `as_commander`, the declarer is its Incident Commander from the same transaction on."""
     require_responder(actor)
+    if as_commander and actor.is_service:
+        raise InvalidInput(
+            f"{actor.name} is the product's own account, not a person: it cannot be the Incident Commander.",
+            field="as_commander",
+        )
     policy = get_policy()
     title = clean_text(title, field="title", label="Title", max_len=MAX_TITLE, required=True)
     key = _check_severity(policy, severity)
@@ -438,6 +457,15 @@ async def declare_incident(
         session.add(ChecklistItem(incident_id=incident.id, key=item_key, label=label, position=position))
     affected = f" Affected: {', '.join(service_list)}." if service_list else ""
     record_entry(session, incident, actor, "declared", f"Declared {key}: {title}.{affected}", at=now)
+    if as_commander:
+        role = "incident_commander"
+        session.add(
+            RoleAssignment(
+                incident_id=incident.id, role=role, user_id=actor.id, assigned_at=now, assigned_by_id=actor.id
+            )
+        )
+        record_entry(session, incident, actor, "role", f"{actor.name} is {ROLE_LABELS[role]}.", at=now)
+        await _tick_for_role(session, incident, actor, role, holder=actor, at=now)
     await session.commit()
     return incident
 
@@ -531,19 +559,17 @@ async def apply_status(
             f"Cannot move {ref} from {current} to {status}; from {current} it can go to {', '.join(allowed)}."
         )
     if status == "resolved":
-        commander_id = await session.scalar(
-            select(RoleAssignment.user_id).where(
+        commander = await session.scalar(
+            select(User)
+            .join(RoleAssignment, RoleAssignment.user_id == User.id)
+            .where(
                 RoleAssignment.incident_id == incident.id,
                 RoleAssignment.role == "incident_commander",
                 RoleAssignment.ended_at.is_(None),
             )
         )
-        if commander_id != actor.id:
-            raise NotPermitted(
-                "Only the Incident Commander can resolve this incident. Take the IC role first."
-                if commander_id is None or actor.role == "admin"
-                else "Only the Incident Commander can resolve this incident."
-            )
+        if refusal := resolve_refusal(commander=commander, actor=actor):
+            raise NotPermitted(f"{refusal} Take the IC role to resolve it.")
         if not closing_update and await publication.on_status_page(session, incident=incident):
             raise InvalidInput(
                 f"{ref} is on the status page, so resolving it takes its closing public update "
@@ -637,6 +663,7 @@ async def assign_role(session: AsyncSession, *, actor: User, ref: str, role: str
         )
     )
     record_entry(session, incident, actor, "role", text, at=now)
+    await _tick_for_role(session, incident, actor, role, holder=user, at=now)
     await session.commit()
     return incident
 
@@ -673,8 +700,35 @@ async def clear_role(
         else f"{current.user.name} is no longer {ROLE_LABELS[role]}."
     )
     record_entry(session, incident, actor, "role", text, at=now)
+    await _tick_for_role(session, incident, actor, role, holder=None, at=now)
     await session.commit()
     return incident
+
+
+async def _tick_for_role(
+    session: AsyncSession, incident: Incident, actor: User, role: str, *, holder: User | None, at: datetime
+) -> None:
+    """Tick the checklist item that says `role` is held when someone holds it, untick it when
+    nobody does, with its own timeline entry; nothing when the checklist has no such item."""
+    keys = ROLE_CHECKLIST_ITEMS.get(role)
+    if not keys:
+        return
+    item = await session.scalar(
+        select(ChecklistItem)
+        .where(ChecklistItem.incident_id == incident.id, ChecklistItem.key.in_(keys))
+        .order_by(ChecklistItem.position)
+        .limit(1)
+    )
+    if item is None or (item.done_at is not None) == (holder is not None):
+        return
+    item.done_at = at if holder else None
+    item.done_by_id = actor.id if holder else None
+    text = (
+        f"Done: {item.label} ({holder.name} holds the role)."
+        if holder
+        else f"Not done: {item.label} (nobody holds the role now)."
+    )
+    record_entry(session, incident, actor, "checklist", text, at=at)
 
 
 async def set_checklist_item(

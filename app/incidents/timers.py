@@ -5,6 +5,7 @@ on the incident whenever something that moves them happens, so a page, the API a
 escalation worker all read the same answer, and nothing depends on a timer in a process.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -67,3 +68,11 @@ def make_timer(
     if due_at is None:
         return None
     return Timer(key, label, started_at, due_at, met_at, timer_state(due_at, met_at, now))
+
+
+def most_urgent(timers: Iterable[Timer | None]) -> Timer | None:
+    """The timer to look at first: breached before running, then the nearest deadline."""
+    live = [t for t in timers if t and t.met_at is None]
+    if not live:
+        return None
+    return min(live, key=lambda t: (t.state != "breached", t.due_at))
