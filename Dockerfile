@@ -43,6 +43,7 @@ COPY migrations/ migrations/
 COPY templates/ templates/
 COPY static/css/ static/css/
 COPY static/js/ static/js/
+COPY static/img/ static/img/
 # Built by the node stage; the build context's own static/vendor and node_modules are ignored.
 COPY --from=static /build/static/vendor/ static/vendor/
 # runbooks/ may hold no file yet (git keeps no empty directory): the wildcard lets BuildKit

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import openapi
@@ -191,6 +191,11 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
     @app.get("/api/docs", include_in_schema=False)
     async def api_docs(request: Request) -> Response:
         return render(request, "api_docs.html", {"openapi_url": app.openapi_url})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        # Every page names its icon; this is for what a browser shows without a page (JSON).
+        return RedirectResponse("/static/img/favicon.svg", status_code=301)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -73,12 +73,13 @@ def test_responder_runs_an_incident_from_the_keyboard(
     expect(head.locator(".sev.big")).to_have_text("SEV2")
     expect(head.locator(".stepper [aria-current=step]")).to_have_text("Triage")
     expect(page.locator(".side")).to_contain_text("checkout, payments-api")
-    expect(page.locator("[data-timer]")).to_have_count(3)
+    expect(page.locator("section.timers [data-timer]")).to_have_count(3)
     expect(page.locator("#icc-timeline")).to_contain_text("Declared SEV2: Checkout returns 502")
 
-    page.get_by_role("button", name="Take IC").click()
+    # "I'll be the Incident Commander" is ticked on the form: the declarer runs it from the start.
     commander = page.locator(".role.ic dd")
     expect(commander).to_contain_text(f"{responder.name} (you)")
+    expect(page.locator("#icc-timeline")).to_contain_text(f"{responder.name} is Incident Commander.")
     expect(page.get_by_role("button", name="Take IC")).to_have_count(0)
 
     page.evaluate("window.__sameDocument = 'still here'")

@@ -16,6 +16,7 @@ from typing import Any
 import nh3
 import yaml
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.gfm import gfm_plugin
@@ -81,7 +82,7 @@ OUTPUT_TAGS = RAW_HTML_TAGS | {"section", "input", "label", "figure"}
 ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title", "width", "height"},
-    "input": {"type", "checked", "disabled"},
+    "input": {"type", "checked", "disabled", "aria-label"},
     "th": {"colspan", "rowspan", "style"},
     "td": {"colspan", "rowspan", "style"},
     "ol": {"start"},
@@ -151,12 +152,23 @@ def _raw_html(_renderer: Any, tokens: list[Token], idx: int, _options: Any, _env
     )
 
 
+def _task_item(renderer: Any, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
+    """A list item; a task item's checkbox is named by the item's text, as a screen reader needs."""
+    html = RendererHTML.list_item_open(renderer, tokens, idx, options, env)
+    text_token = tokens[idx + 2] if idx + 2 < len(tokens) else None
+    if "checked" not in (tokens[idx].meta or {}) or text_token is None or text_token.type != "inline":
+        return html
+    name = escape(renderer.renderInlineAsText(text_token.children or [], options, env).strip())
+    return html.replace("<input ", f'<input aria-label="{name}" ', 1)
+
+
 def _build() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True, "highlight": _highlight})
     md.use(gfm_plugin)
     md.use(anchors_plugin, min_level=1, max_level=6)
     md.add_render_rule("html_inline", _raw_html)
     md.add_render_rule("html_block", _raw_html)
+    md.add_render_rule("list_item_open", _task_item)
     default_fence = md.renderer.rules["fence"]
 
     def fence(_renderer: Any, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
@@ -299,5 +311,10 @@ def render_runbook(text: str, *, fallback_title: str = "Untitled runbook") -> Re
     )
 
 
+# The stored HTML is kept while a file's hash is unchanged; the hash covers this number too, so
+# raising it when the renderer's output changes re-renders every runbook on the next sync.
+RENDERER_VERSION = 2  # 2: task-list checkboxes are named by their item's text
+
+
 def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(f"{RENDERER_VERSION}\n{text}".encode()).hexdigest()

@@ -55,6 +55,50 @@
       el.classList.toggle("amber", left > 0 && left <= (due - start) / 5);
       out.textContent = left > 0 ? clockText(left) + " left" : "overdue " + clockText(left);
     });
+    showUrgencyInTitle(now);
+  }
+
+  // An incident page's tab says its severity and its most urgent timer: "SEV1 ⏱ 4:12 · INC-…".
+  function showUrgencyInTitle(now) {
+    const state = document.getElementById("icc-state");
+    if (!state || !state.dataset.severity) return;
+    const urgent = state.querySelector("[data-most-urgent]");
+    let timer = "";
+    if (urgent && !urgent.dataset.met) {
+      const left = Date.parse(urgent.dataset.due) - now;
+      timer = " ⏱ " + (left > 0 ? clockText(left) : "overdue " + clockText(left));
+    }
+    document.title = state.dataset.severity + timer + " · " + state.dataset.title;
+  }
+
+  // Boxes that scroll (wide tables, long code, diagrams) take keyboard focus while they do, so
+  // they can be scrolled without a mouse; a box with a link or button inside is reached anyway.
+  const SCROLL_BOXES = ".table-wrap, .table-scroll, pre, figure.diagram, dd.text";
+  const FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
+  function reachScrollBoxes(root) {
+    root.querySelectorAll(SCROLL_BOXES).forEach((box) => {
+      const scrolls = box.scrollWidth > box.clientWidth + 1 || box.scrollHeight > box.clientHeight + 1;
+      if (scrolls && !box.hasAttribute("tabindex") && !box.querySelector(FOCUSABLE)) {
+        box.tabIndex = 0;
+        box.setAttribute("data-scroll-focus", "");
+      } else if (!scrolls && box.hasAttribute("data-scroll-focus")) {
+        box.removeAttribute("tabindex");
+        box.removeAttribute("data-scroll-focus");
+      }
+    });
+  }
+
+  // On a narrow screen the navigation folds behind a Menu button (without this script it
+  // stays open).
+  function setUpMenu() {
+    const toggle = document.querySelector(".menu-toggle");
+    if (!toggle) return;
+    const bar = toggle.closest(".topbar");
+    bar.classList.add("collapsible");
+    toggle.hidden = false;
+    toggle.addEventListener("click", () => {
+      toggle.setAttribute("aria-expanded", String(bar.classList.toggle("open")));
+    });
   }
 
   function scrollTimeline() {
@@ -154,6 +198,7 @@
         showDiagramError(block, (err && err.message) || String(err));
       }
     }
+    reachScrollBoxes(root);
   }
 
   function showDiagramError(block, message) {
@@ -230,6 +275,7 @@
     renderDiagrams(root);
     addCopyButtons(root);
     followToc(root);
+    reachScrollBoxes(root);
     const tz = document.querySelector("#icc-entry input[name=tz]");
     if (tz) tz.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   }
@@ -314,6 +360,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     setUp(document);
+    setUpMenu();
     connectLive();
     const dialog = document.getElementById("icc-modal");
     if (dialog && dialog.hasAttribute("data-deep-link")) openModal();
@@ -324,6 +371,11 @@
     scrollTimeline();
     setInterval(tickTimers, 1000);
     setInterval(() => renderTimes(document), 30000);
+    let resized = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resized);
+      resized = setTimeout(() => reachScrollBoxes(document), 200);
+    });
   });
 
   document.addEventListener("htmx:afterSettle", (event) => {
@@ -332,8 +384,6 @@
       return;
     }
     setUp(document);
-    const state = document.getElementById("icc-state");
-    if (state && state.dataset.title) document.title = state.dataset.title;
     if (event.target.id === "icc-timeline") scrollTimeline();
   });
 
