@@ -1,6 +1,10 @@
-"""Demo data: a few people and three incidents in different states, written through the
-service layer (so their timelines are what real use would write), at times in the past."""
+"""Demo data: a few people, three incidents in different states and alerts from every kind of
+source, written through the service layer (so their timelines are what real use would write)
+and, for the alerts, delivered through the intake as a monitoring system would, at times in the
+past."""
 
+import base64
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -9,8 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
+from app.alerts import credentials, intake, triage
+from app.alerts.config import GENERIC_FIELDS, AlertConfig, Source, get_alert_config
 from app.auth import service as accounts
 from app.auth.models import User
+from app.escalation import service as escalation
 from app.incidents import service as incidents
 from app.status import updates
 
@@ -40,8 +47,230 @@ def _at(start: datetime) -> Iterator[list[datetime]]:
         clock.set_source(None)
 
 
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _alertmanager(status: str, name: str, summary: str, labels: dict[str, str], since: datetime) -> dict:
+    """An Alertmanager (or Grafana) webhook of one alert, version 4."""
+    labels = {"alertname": name, **labels}
+    return {
+        "version": "4",
+        "status": status,
+        "receiver": "incident-command",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "groupLabels": {"alertname": name},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": summary},
+        "alerts": [
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": {"summary": summary},
+                "startsAt": _iso(since),
+                "endsAt": _iso(clock.now()) if status == "resolved" else "0001-01-01T00:00:00Z",
+                "fingerprint": f"demo-{name.lower()}",
+            }
+        ],
+    }
+
+
+def _pagerduty(
+    source: Source, action: str, key: str, summary: str = "", severity: str = "", component: str = ""
+) -> dict:
+    """A PagerDuty Events API v2 event; a resolve names only its dedup_key."""
+    event = {"routing_key": source.routing_keys[0], "event_action": action, "dedup_key": key}
+    if action == "trigger":
+        event["payload"] = {
+            "summary": summary,
+            "source": component,
+            "severity": severity,
+            "component": component,
+        }
+    return event
+
+
+def _generic(status: str, key: str, title: str, severity: str, service: str) -> dict:
+    return {
+        "dedup_key": key,
+        "title": title,
+        "status": status,
+        "severity": severity,
+        "labels": {"service": service},
+    }
+
+
+def _demo_sources(config: AlertConfig) -> dict[str, Source]:
+    """The first configured source of each kind that the demo can sign for (icc.toml may name
+    others, with other credentials or, for generic webhooks, other field names)."""
+    found: dict[str, Source] = {}
+    for source in config.sources.values():
+        usable = {
+            "alertmanager": bool(source.token or source.basic_user),
+            "grafana": bool(source.token or source.basic_user),
+            "pagerduty": bool(source.routing_keys),
+            "generic": bool(source.secret) and source.fields == GENERIC_FIELDS,
+        }[source.kind]
+        if usable:
+            found.setdefault(source.kind, source)
+    return found
+
+
+async def _deliver(session: AsyncSession, config: AlertConfig, source: Source, payload: dict) -> list[int]:
+    """Send one delivery through the intake, with the source's credentials, as its sender would."""
+    body = json.dumps(payload).encode()
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    if source.kind in ("alertmanager", "grafana"):
+        if source.token:
+            headers["Authorization"] = f"Bearer {source.token}"
+        else:
+            basic = base64.b64encode(f"{source.basic_user}:{source.basic_password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+    elif source.kind == "generic" and source.secret:
+        timestamp = str(int(clock.now().timestamp()))
+        headers[credentials.TIMESTAMP_HEADER] = timestamp
+        headers[credentials.SIGNATURE_HEADER] = credentials.sign_alert_delivery(
+            source.secret, timestamp, body
+        )
+    result = await intake.ingest_delivery(
+        session, config=config, kind=source.kind, source_name=source.name, headers=headers, body=body
+    )
+    return result.alert_ids
+
+
+async def _load_alerts(session: AsyncSession, *, now: datetime, responder: User, sev1_ref: str) -> None:
+    """A few firing and resolved alerts from each source; the payments-api one is linked to the
+    checkout SEV1 by its commander, the others wait in the unrouted list or are history."""
+    config = get_alert_config()
+    sources = _demo_sources(config)
+    am, grafana, pd, generic = (sources.get(k) for k in ("alertmanager", "grafana", "pagerduty", "generic"))
+    if am:
+        with _at(now - timedelta(hours=27)):
+            since = clock.now()
+            lag = {"service": "orders-db", "severity": "warning"}
+            await _deliver(
+                session,
+                config,
+                am,
+                _alertmanager("firing", "ReplicationLag", "orders-db replica lag above 30 s", lag, since),
+            )
+        with _at(now - timedelta(hours=25)):
+            await _deliver(
+                session,
+                config,
+                am,
+                _alertmanager("resolved", "ReplicationLag", "orders-db replica lag above 30 s", lag, since),
+            )
+        with _at(now - timedelta(minutes=24)) as t:
+            errors = {"service": "payments-api", "severity": "warning"}
+            (alert_id,) = await _deliver(
+                session,
+                config,
+                am,
+                _alertmanager(
+                    "firing", "PaymentsApi5xx", "payments-api 5xx ratio above 20%", errors, clock.now()
+                ),
+            )
+            t.append(t[-1] + timedelta(minutes=3))
+            await triage.link_alert(session, actor=responder, alert_id=alert_id, ref=sev1_ref)
+    if grafana:
+        with _at(now - timedelta(hours=5)):
+            since = clock.now()
+            disk = {"service": "search", "severity": "warning", "instance": "search-2"}
+            await _deliver(
+                session,
+                config,
+                grafana,
+                _alertmanager("firing", "DiskAlmostFull", "Disk usage above 85% on search-2", disk, since),
+            )
+        with _at(now - timedelta(hours=4)):
+            await _deliver(
+                session,
+                config,
+                grafana,
+                _alertmanager("resolved", "DiskAlmostFull", "Disk usage above 85% on search-2", disk, since),
+            )
+        with _at(now - timedelta(minutes=19)):
+            latency = {"service": "checkout", "severity": "warning"}
+            await _deliver(
+                session,
+                config,
+                grafana,
+                _alertmanager(
+                    "firing", "CheckoutLatency", "Checkout p95 latency above 1.5 s", latency, clock.now()
+                ),
+            )
+    if pd:
+        with _at(now - timedelta(days=2)):
+            await _deliver(
+                session,
+                config,
+                pd,
+                _pagerduty(
+                    pd,
+                    "trigger",
+                    "cert-api-expiry",
+                    "TLS certificate for api.example.com expires in 7 days",
+                    "info",
+                    "edge",
+                ),
+            )
+        with _at(now - timedelta(days=1, hours=20)):
+            await _deliver(session, config, pd, _pagerduty(pd, "resolve", "cert-api-expiry"))
+        with _at(now - timedelta(minutes=14)):
+            await _deliver(
+                session,
+                config,
+                pd,
+                _pagerduty(
+                    pd,
+                    "trigger",
+                    "webhooks-queue-depth",
+                    "Webhook retry queue above 10,000 jobs",
+                    "warning",
+                    "webhooks",
+                ),
+            )
+    if generic:
+        with _at(now - timedelta(hours=9)):
+            await _deliver(
+                session,
+                config,
+                generic,
+                _generic(
+                    "firing", "backup-nightly", "Nightly backup took longer than 2 h", "warning", "orders-db"
+                ),
+            )
+        with _at(now - timedelta(hours=8)):
+            await _deliver(
+                session,
+                config,
+                generic,
+                _generic(
+                    "resolved",
+                    "backup-nightly",
+                    "Nightly backup took longer than 2 h",
+                    "warning",
+                    "orders-db",
+                ),
+            )
+        with _at(now - timedelta(minutes=8)):
+            await _deliver(
+                session,
+                config,
+                generic,
+                _generic(
+                    "firing",
+                    "synthetic-login",
+                    "Synthetic check: sign-in page slower than 3 s",
+                    "warning",
+                    "auth",
+                ),
+            )
+
+
 async def load_demo(session: AsyncSession) -> bool:
-    """Create the demo users and incidents unless they exist; True when created."""
+    """Create the demo users, incidents and alerts unless they exist; True when created."""
     if await session.scalar(select(User.id).where(User.email == DEMO_LOGINS[0][0])):
         return False
     users = {}
@@ -112,6 +341,8 @@ async def load_demo(session: AsyncSession) -> bool:
             services=["checkout", "payments-api"],
             summary="Error rate on `POST /checkout` jumped to 70% after the 14:00 deploy.",
         )
+        # The policy pages on-call at once for a SEV1 (the scheduler's tick, as it would run).
+        await escalation.fire_due_steps(session)
         t.append(t[-1] + timedelta(minutes=2))
         await incidents.acknowledge_incident(session, actor=sam, ref=checkout.ref)
         await incidents.assign_role(
@@ -119,15 +350,21 @@ async def load_demo(session: AsyncSession) -> bool:
         )
         await incidents.assign_role(session, actor=sam, ref=checkout.ref, role="scribe", email=priya.email)
         await incidents.assign_role(session, actor=sam, ref=checkout.ref, role="sme", email=admin.email)
-        for key in ("service-identified", "severity-set", "ic-assigned"):
+        for key in ("service-identified", "severity-set"):
             await incidents.set_checklist_item(session, actor=sam, ref=checkout.ref, key=key, done=True)
         t.append(t[-1] + timedelta(minutes=3))
         await incidents.change_status(session, actor=sam, ref=checkout.ref, status="investigating")
-        await incidents.add_timeline_entry(
+        bridge = await incidents.add_timeline_entry(
             session,
             actor=priya,
             ref=checkout.ref,
             kind="note",
+            body="Bridge open. 502s come from the payments-api upstream.",
+        )
+        await incidents.edit_timeline_entry(
+            session,
+            actor=priya,
+            entry_id=bridge.id,
             body="Bridge open. 502s come from the payments-api upstream, not the load balancer.",
         )
         await incidents.assign_role(
@@ -161,4 +398,5 @@ async def load_demo(session: AsyncSession) -> bool:
             services=["webhooks"],
             summary="Retry queue depth is growing; customers report late notifications.",
         )
+    await _load_alerts(session, now=now, responder=sam, sev1_ref=checkout.ref)
     return True
