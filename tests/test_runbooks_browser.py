@@ -35,7 +35,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "runbooks"
 MASTER = REPO / "runbooks" / "rb-000-incident-response.md"
 MERMAID_FENCE = re.compile(r"^```mermaid[ \t]*$", re.MULTILINE)
 
-# Diagrams of the shared corpus that mermaid 12 cannot draw, by file and by position among that
+# Diagrams of the shared corpus that the pinned mermaid cannot draw, by file and by position among that
 # file's ```mermaid fences (0-based). Each must show the error note and its source; any other
 # failure, or one of these starting to render, fails the test. None today: all 238 are drawn.
 # (Offline, mermaid_docs_syntax_flowchart.md #67, an image node of
